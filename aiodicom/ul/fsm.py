@@ -230,7 +230,9 @@ def aa_1(ul: UpperLayer, inp: Any) -> State:
 def aa_2(ul: UpperLayer, inp: Any) -> State:
     """AA-2: stop ARTIM, close the transport."""
     ul.stop_timer()
-    if isinstance(inp, Abort):
+    if isinstance(inp, Abort) and ul.state is not State.AWAITING_TRANSPORT_OPEN:
+        # an A-ABORT PDU received in Sta2 or Sta13; in Sta4 the Abort is the local user's own request
+        # (Evt15), which has no indication to give back to it (PS3.8 §7.3)
         ul.emit(ev.Aborted(source=inp.source, reason=inp.reason))
     elif inp is Ev.ARTIM_EXPIRED and ul.state is State.AWAITING_ASSOC_RQ:
         ul.emit(ev.TimedOut())

@@ -101,7 +101,9 @@ class UpperLayer:
         self._chunks.append(memoryview(data))
         self._buffered += len(data)
         events: list[ev.UlEvent] = []
-        while self._buffered >= PDU_HEADER_SIZE and not self._discard_input:
+        # Sta1 has no row for any received PDU: once a PDU ended the association (AA-3, AR-3, AE-4
+        # close the transport), whatever the peer sent after it in the same chunk is not read (PS3.8 §9.2.3)
+        while self._buffered >= PDU_HEADER_SIZE and not self._discard_input and self.state is not State.IDLE:
             pdu_type, length = parse_header(self._peek(PDU_HEADER_SIZE))
             try:
                 self._check_header(pdu_type, length)
@@ -113,7 +115,7 @@ class UpperLayer:
             body = self._take(PDU_HEADER_SIZE + length)[PDU_HEADER_SIZE:]
             try:
                 pdu = decode_pdu_body(pdu_type, body)
-                if type(pdu) is PDataTF and self.state is State.ESTABLISHED:
+                if type(pdu) is PDataTF and self.state in (State.ESTABLISHED, State.AWAITING_RELEASE_RP):
                     self._check_contexts(pdu)
             except RemoteProtocolError as exc:
                 events += self._protocol_error(exc)
@@ -130,8 +132,10 @@ class UpperLayer:
         if self._deadline is None or now < self._deadline:
             return []
         self._deadline = None
-        if self.state in (State.AWAITING_ASSOC_AC, State.AWAITING_RELEASE_RP):
-            # our own wait for the peer's answer ran out: abort as the service-user would (AA-1)
+        if self.state not in (State.AWAITING_ASSOC_RQ, State.AWAITING_CLOSE):
+            # ARTIM runs only in Sta2 and Sta13 (PS3.8 §9.1.5); any other deadline is our own wait for the
+            # peer's answer (Sta5, Sta7, or Sta9-Sta12 entered from Sta7 by a release collision, AR-8):
+            # it ran out, so abort as the service-user would (Evt15 → AA-1, a row in each of those states)
             events = self._fire(Ev.ABORT_REQUEST, Abort())
             return [*events, ev.TimedOut()]
         return self._fire(Ev.ARTIM_EXPIRED, Ev.ARTIM_EXPIRED)
@@ -239,7 +243,8 @@ class UpperLayer:
     def _check_header(self, pdu_type: int, length: int) -> None:
         """Refuse from the 6-byte header alone what is too large, so nothing is allocated for it."""
         if pdu_type == PduType.P_DATA_TF:
-            if length > self.config.max_pdu and self.state is not State.AWAITING_ASSOC_RQ:
+            # PS3.8 D.1: a maximum length of 0 means no limit
+            if 0 < self.config.max_pdu < length and self.state is not State.AWAITING_ASSOC_RQ:
                 raise RemoteProtocolError(f"P-DATA-TF of {length} bytes exceeds our maximum {self.config.max_pdu}")
         elif pdu_type in (PduType.ASSOCIATE_RQ, PduType.ASSOCIATE_AC):
             if length > self.config.max_associate_pdu:

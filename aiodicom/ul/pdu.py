@@ -433,8 +433,9 @@ def _decode_context_ac(body: memoryview) -> PresentationContextAC:
     ts = ""
     for item_type, sub in _iter_items(body[4:], "presentation context"):
         if item_type == ItemType.TRANSFER_SYNTAX:
-            # PS3.8 §9.3.3.2: not significant when the context was rejected, may then be empty
-            ts = _uid_value(sub, "transfer syntax") if res == ContextResult.ACCEPTANCE else _text(sub, "ts")
+            # PS3.8 §9.3.3.2: not significant when the context was rejected, and then not tested
+            if res == ContextResult.ACCEPTANCE:
+                ts = _uid_value(sub, "transfer syntax")
         else:
             raise _bad(f"unexpected sub-item 0x{item_type:02X} in presentation context {cid}",
                        AbortReason.UNRECOGNIZED_PDU_PARAMETER)

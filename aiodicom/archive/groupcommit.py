@@ -1,0 +1,327 @@
+"""Group commit: make many stored files durable for the price of few journal commits.
+
+A stored instance is durable once (1) its data is on disk, (2) it has been renamed to its final name
+and (3) the directory holding that name is on disk: only then may the SCP answer Success (the
+"temp file → fsync → atomic rename → fsync dir" of DESIGN.md). Done one file at a time that costs two
+journal commits per instance. Here commits that arrive while a batch is being synced wait and form the
+next batch, and one batch costs: the data syncs of all its files issued concurrently from worker
+threads (the file system merges them into one journal commit), the renames, then one sync per
+distinct directory. Measurements are in bench/filestore_ceiling.py.
+
+There is no background task: the first committer to find the committer idle leads, runs batches
+shielded from cancellation, and hands the lead to a waiting committer when its own batch is done.
+All blocking calls run in worker threads bounded by one CapacityLimiter, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+import anyio
+
+from aiodicom.archive.errors import StorageError, storage_error
+
+
+class DataSync(Enum):
+    """How a batch makes file data durable before the renames."""
+
+    FDATASYNC = "fdatasync"  # each file, concurrently: data + the size/extent metadata needed to read it
+    FSYNC = "fsync"  # each file, concurrently: also timestamps and other inode metadata
+    SYNCFS = "syncfs"  # one syncfs(2) per batch: also flushes everyone else's dirty data (Linux only)
+
+
+class Placement(Enum):
+    """What the rename phase did with one file."""
+
+    CREATED = "created"  # a new name
+    REPLACED = "replaced"  # renamed over an existing file (replace=True)
+    EXISTED = "existed"  # replace=False and the name was taken: the new file was discarded
+
+
+@dataclass(slots=True, eq=False)
+class CommitJob:
+    """One temp file to move to its final name. The batch that takes it owns `fd` and `temp`."""
+
+    fd: int
+    temp: str
+    final: str
+    replace: bool  # False: never clobber an existing final file (link(2) fails atomically instead)
+    placement: Placement | None = None
+    error: StorageError | None = None
+    taken: bool = False  # in a batch: from now on the batch closes fd and removes or moves temp
+    promoted: bool = False  # woken to lead the next batch
+    finished: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+_DIR_CACHE: Final = 4096  # directories whose entry is known durable: their parent needs no sync
+
+
+class GroupCommitter:
+    def __init__(self, *, sync: bool, data_sync: DataSync, limiter: anyio.CapacityLimiter) -> None:
+        self._sync = sync
+        self._data_sync = data_sync
+        self._limiter = limiter
+        self._queue: list[CommitJob] = []
+        self._leading = False
+        self._durable_dirs: OrderedDict[str, None] = OrderedDict()
+
+    async def commit(self, job: CommitJob) -> Placement:
+        """Wait until `job` is placed (and durable when syncing). Raises StorageError/StorageFull.
+
+        Cancelled before its batch starts, the job is withdrawn (the caller still owns its temp file);
+        cancelled later, the batch completes first (the file may be stored) and then Cancelled is raised.
+        """
+        self._queue.append(job)
+        if self._leading:
+            try:
+                await job.wake.wait()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    if job.taken:
+                        await job.wake.wait()  # set when its batch finishes
+                    else:
+                        self._queue.remove(job)
+                        if job.promoted:
+                            self._hand_over()
+                raise
+            if not job.finished:  # promoted: lead the next batch, which holds this job
+                await self._lead()
+        else:
+            self._leading = True
+            await self._lead()
+        if job.error is not None:
+            raise job.error
+        assert job.placement is not None
+        return job.placement
+
+    async def _lead(self) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                batch, self._queue = self._queue, []
+                for job in batch:
+                    job.taken = True
+                await self._run_batch(batch)
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.promoted = True
+            nxt.wake.set()
+        else:
+            self._leading = False
+
+    async def _run_batch(self, batch: list[CommitJob]) -> None:
+        try:
+            if self._sync:
+                await self._sync_data(batch)
+            dirs = await anyio.to_thread.run_sync(self._place_all, batch, limiter=self._limiter)
+            if self._sync and dirs:
+                await self._sync_dirs(dirs)
+            for job in batch:
+                if job.error is None and job.placement is not Placement.EXISTED:
+                    series = os.path.dirname(job.final)
+                    self._remember(series)
+                    self._remember(os.path.dirname(series))
+        except BaseException as exc:  # a bug, never an OSError (those are per job): fail the batch loudly
+            for job in batch:
+                if job.error is None and not job.finished:
+                    job.error = StorageError(errno.EIO, f"group commit failed: {exc!r}")
+            raise
+        finally:
+            for job in batch:
+                job.finished = True
+                job.wake.set()
+
+    async def _in_thread(self, func: Callable[..., object], *args: object) -> None:
+        await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    # -- phase 1: file data ------------------------------------------------------------------------
+    async def _sync_data(self, batch: list[CommitJob]) -> None:
+        if self._data_sync is DataSync.SYNCFS:
+            await self._in_thread(_syncfs_batch, batch)
+            return
+        sync = os.fdatasync if self._data_sync is DataSync.FDATASYNC else os.fsync
+        async with anyio.create_task_group() as tg:
+            for job in batch:
+                tg.start_soon(self._in_thread, _sync_one, job, sync)
+
+    # -- phase 2: names (one thread call for the whole batch) ----------------------------------------
+    def _place_all(self, batch: list[CommitJob]) -> dict[str, list[CommitJob]]:
+        """Close, mkdir, rename/link. Returns directory → jobs whose durability depends on its sync."""
+        dirs: dict[str, list[CommitJob]] = {}
+        for job in batch:
+            _close(job)
+            if job.error is not None or job.placement is Placement.EXISTED:
+                _unlink(job.temp)
+                continue
+            series = os.path.dirname(job.final)
+            try:
+                parents = self._ensure_dirs(series)
+                try:
+                    job.placement = _place(job)
+                except FileNotFoundError:
+                    if not os.path.lexists(job.temp):
+                        raise
+                    # A directory we knew was removed behind our back (a study deleted): recreate it.
+                    self._forget(series)
+                    parents = self._ensure_dirs(series)
+                    job.placement = _place(job)
+            except OSError as exc:
+                job.error = storage_error(exc, f"filing {job.final}")
+                _unlink(job.temp)
+                continue
+            if job.placement is Placement.EXISTED:
+                continue
+            for d in (series, *parents):
+                dirs.setdefault(d, []).append(job)
+        return dirs
+
+    def _ensure_dirs(self, series: str) -> list[str]:
+        """Create the study/series directories as needed; return the parents to sync.
+
+        A directory's own name is durable only once its parent is synced: done for every directory
+        this process has not yet seen durable (another process may have created it a moment ago).
+        """
+        if series in self._durable_dirs:
+            self._durable_dirs.move_to_end(series)
+            return []
+        study = os.path.dirname(series)
+        parents = [study]
+        if study not in self._durable_dirs:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(study, 0o755)
+            parents.append(os.path.dirname(study))
+        try:
+            os.mkdir(series, 0o755)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            if study not in self._durable_dirs:
+                raise
+            self._forget(series)  # the study directory we remembered is gone: once more, creating it
+            return self._ensure_dirs(series)
+        return parents
+
+    # -- phase 3: directories ------------------------------------------------------------------------
+    async def _sync_dirs(self, dirs: dict[str, list[CommitJob]]) -> None:
+        failed: dict[str, OSError] = {}
+
+        def sync_dir(d: str) -> None:
+            try:
+                fsync_dir(d)
+            except OSError as exc:
+                failed[d] = exc
+
+        async with anyio.create_task_group() as tg:
+            for d in dirs:
+                tg.start_soon(self._in_thread, sync_dir, d)
+        for d, exc in failed.items():
+            for job in dirs[d]:
+                # The file is complete under its final name (its data was synced) but the name may not
+                # survive a crash: report failure so the sender retries; the retry replaces it.
+                job.error = job.error or storage_error(exc, f"syncing directory {d}")
+
+    def _remember(self, d: str) -> None:
+        self._durable_dirs[d] = None
+        self._durable_dirs.move_to_end(d)
+        if len(self._durable_dirs) > _DIR_CACHE:
+            self._durable_dirs.popitem(last=False)
+
+    def _forget(self, series: str) -> None:
+        self._durable_dirs.pop(series, None)
+        self._durable_dirs.pop(os.path.dirname(series), None)
+
+
+# --- blocking helpers (worker threads) -------------------------------------------------------------
+def _sync_one(job: CommitJob, sync: Callable[[int], None]) -> None:
+    if not job.replace and os.path.lexists(job.final):
+        job.placement = Placement.EXISTED  # a duplicate to discard: no point making it durable
+        return
+    try:
+        sync(job.fd)
+    except OSError as exc:  # ENOSPC here is delayed allocation failing: the data never made it
+        job.error = storage_error(exc, f"syncing {job.temp}")
+
+
+def _syncfs_batch(batch: list[CommitJob]) -> None:
+    live = []
+    for job in batch:
+        if not job.replace and os.path.lexists(job.final):
+            job.placement = Placement.EXISTED
+        else:
+            live.append(job)
+    if not live:
+        return
+    try:
+        syncfs(live[0].fd)
+    except OSError as exc:
+        for job in live:
+            job.error = storage_error(exc, "syncing the file system")
+
+
+def _place(job: CommitJob) -> Placement:
+    if job.replace:
+        existed = os.path.lexists(job.final)
+        os.replace(job.temp, job.final)  # atomic: readers see the old file or the new one, never a mix
+        return Placement.REPLACED if existed else Placement.CREATED
+    try:
+        os.link(job.temp, job.final)  # atomic "create if absent": two racing duplicates cannot both win
+    except FileExistsError:
+        _unlink(job.temp)
+        return Placement.EXISTED
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # No hard links on this file system: check-then-rename, atomic only within this process.
+        if os.path.lexists(job.final):
+            _unlink(job.temp)
+            return Placement.EXISTED
+        os.rename(job.temp, job.final)
+        return Placement.CREATED
+    _unlink(job.temp)
+    return Placement.CREATED
+
+
+def _close(job: CommitJob) -> None:
+    if job.fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(job.fd)
+        job.fd = -1
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory `path` durable (a rename is not durable until this returns)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2): write back every dirty inode of the file system holding `fd` (Linux)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))

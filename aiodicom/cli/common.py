@@ -1,0 +1,81 @@
+"""What every CLI command shares: client options, running on uvloop, one clear line per failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ..log import configure
+from ..net.errors import AssociationError, ConnectionFailed
+from ..net.transport import client_ssl_context
+
+EXIT_OK = 0
+EXIT_FAILURE_STATUS = 1  # some operation answered a non-success status
+EXIT_USAGE = 2
+EXIT_ASSOCIATION = 3  # refused, rejected, aborted, timed out
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("host", help="peer host name or address")
+    p.add_argument("port", type=int, help="peer TCP port")
+    p.add_argument("--aet", default="AIODICOM", metavar="AET", help="calling AE title (default AIODICOM)")
+    p.add_argument("--aec", default="ANY-SCP", metavar="AET", help="called AE title (default ANY-SCP)")
+    p.add_argument("--max-pdu", type=int, default=262_144, help="maximum PDU length we receive")
+    p.add_argument("--timeout", type=float, default=30.0, help="connect and ACSE timeout in seconds")
+    p.add_argument("--dimse-timeout", type=float, default=60.0, help="seconds to wait for each response")
+    add_tls_client_options(p)
+    add_log_options(p)
+
+
+def add_tls_client_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TLS")
+    g.add_argument("--tls", action="store_true", help="use TLS (DICOM TLS profiles, PS3.15 B.1)")
+    g.add_argument("--tls-ca", metavar="FILE", help="CA certificates to verify the peer with")
+    g.add_argument("--tls-cert", metavar="FILE", help="our certificate (when the peer asks for one)")
+    g.add_argument("--tls-key", metavar="FILE", help="the key of --tls-cert")
+    g.add_argument("--tls-no-verify", action="store_true", help="do not verify the peer's certificate")
+
+
+def add_log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
+
+
+def setup_logging(args: argparse.Namespace, default: str = "warning") -> None:
+    level = {0: default, 1: "info"}.get(args.verbose, "debug")
+    configure(level=level, fmt=args.log_format)
+
+
+def ssl_from_args(args: argparse.Namespace):
+    if not (args.tls or args.tls_ca or args.tls_cert):
+        return None
+    return client_ssl_context(args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"aiodicom: {message}", file=sys.stderr)
+    return code
+
+
+def run(func: Callable[..., Awaitable[int]], *args: Any) -> int:
+    """Run a coroutine on uvloop when installed; association failures become one line and exit 3."""
+    try:
+        return anyio.run(func, *args, backend_options=_backend_options())
+    except ConnectionFailed as exc:
+        return fail(str(exc), EXIT_ASSOCIATION)
+    except AssociationError as exc:
+        return fail(str(exc), EXIT_ASSOCIATION)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+
+
+def _backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

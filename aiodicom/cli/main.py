@@ -1,0 +1,26 @@
+"""`aiodicom`: the command line. Verbs mirror DCMTK's tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import echo, serve, store
+from .common import run
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiodicom", description="asyncio DICOM network engine")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (echo, store, serve):
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

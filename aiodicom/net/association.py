@@ -1,0 +1,498 @@
+"""`Association`: one association on a byte stream, either side, driving the sans-IO layers.
+
+The reader task feeds received bytes to the Upper Layer, PDVs to the DIMSE assembler, data-set
+fragments straight to a sink (a spool, or the file a C-STORE will become), responses to the
+operation waiting for them and requests to the dispatcher, each in its own task, up to the
+negotiated asynchronous operations window. Senders write whole messages under a lock, so the
+PDVs of two messages never interleave (PS3.8 Annex E).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..dimse.assembly import CommandComplete, DataFragment, MessageAssembler
+from ..dimse.dataset import EncodedDataset
+from ..dimse.errors import DimseError
+from ..dimse.fragment import max_fragment_size
+from ..dimse.messages import CCancelRQ, Message, Request, Response, encode_message
+from ..dimse.status import Category
+from ..ul import events as ev
+from ..ul.constants import AbortReason, AbortSource
+from ..ul.errors import LocalProtocolError
+from ..ul.machine import UlConfig, UpperLayer
+from ..ul.negotiation import Negotiated, negotiated
+from ..ul.pdu import Abort, AssociateAC, AssociateRJ, AssociateRQ
+from ..ul.pdv import Pdv
+from .errors import AssociationAborted, AssociationError, AssociationRejected, AssociationTimeout
+from .sinks import Sink, SpoolSink
+from .transport import RECEIVE_SIZE
+
+_FLUSH_BYTES = 1 << 20  # queue this much P-DATA before writing: few large writes beat many small ones
+_FILE_CHUNK = 1 << 20
+_ids = itertools.count(1)
+# PS3.5 A.5: a deflated data set of odd length is padded with one trailing NUL; peers (DCMTK) refuse
+# odd-length data set fragments, and any other odd-length data set is malformed already.
+_PAD = b"\x00"
+
+
+class Dispatcher(Protocol):
+    """What answers a peer's requests (the SCP side, and an SCU's C-GET/N-EVENT-REPORT handlers)."""
+
+    def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | None: ...
+
+    async def handle(self, assoc: Association, message: Request, context_id: int, payload: Any) -> None: ...
+
+    def cancel(self, assoc: Association, message_id: int) -> None: ...
+
+
+class Association:
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        role: str,
+        ul_config: UlConfig,
+        log: Any,
+        dimse_timeout: float | None = 60.0,
+        idle_timeout: float | None = None,
+        dispatcher: Dispatcher | None = None,
+        on_associate: Callable[[AssociateRQ], Awaitable[AssociateAC | AssociateRJ]] | None = None,
+        spool_memory_limit: int = 4 << 20,
+        spool_dir: str | None = None,
+        max_dataset_size: int | None = None,
+        peer: tuple[str, int] = ("?", 0),
+    ) -> None:
+        self.id = next(_ids)
+        self.stream = stream
+        self.ul = UpperLayer(role, ul_config)
+        self.log = log
+        self.peer = peer
+        self.dimse_timeout = dimse_timeout
+        self.idle_timeout = idle_timeout
+        self.dispatcher = dispatcher
+        self.on_associate = on_associate
+        self.spool_memory_limit = spool_memory_limit
+        self.spool_dir = spool_dir
+        self.max_dataset_size = max_dataset_size
+        self.negotiated = Negotiated()
+        self.assoc_rq: AssociateRQ | None = None
+        self.error: AssociationError | None = None
+        self.established = anyio.Event()  # set on accept, reject or failure: check self.error
+        self.finished = anyio.Event()
+        self.user_identity: Any = None  # what the authenticator returned, for handlers
+        self.counted_ae: str | None = None  # the calling AE this association counts against (server limits)
+        self._assembler = MessageAssembler()
+        self._write_lock = anyio.Lock()
+        self._message_lock = anyio.Lock()
+        self._waiters: dict[int, MemoryObjectSendStream] = {}
+        self._incoming: tuple[Message, int, Sink | None, int] | None = None  # message, context, sink, bytes
+        self._inflight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._window: anyio.Semaphore | None = None
+        self._tg: TaskGroup | None = None
+        self._last_activity = 0.0
+        self._message_ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def calling_ae(self) -> str:
+        return self.assoc_rq.calling_ae if self.assoc_rq else ""
+
+    @property
+    def called_ae(self) -> str:
+        return self.assoc_rq.called_ae if self.assoc_rq else ""
+
+    @property
+    def is_established(self) -> bool:
+        return self.established.is_set() and self.error is None and not self.ul.closed
+
+    def transfer_syntax(self, context_id: int) -> str:
+        return self.negotiated.contexts[context_id][1]
+
+    def abstract_syntax(self, context_id: int) -> str:
+        return self.negotiated.contexts[context_id][0]
+
+    def next_message_id(self) -> int:
+        return (next(self._message_ids) - 1) % 0xFFFF + 1
+
+    # ------------------------------------------------------------------ running
+    async def run(self, *, start: Callable[[], None] | None = None) -> None:
+        """Read until the association is over, then close the transport. Handlers run in a task group
+        that is cancelled when the association ends."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                now = anyio.current_time()
+                self._last_activity = now
+                if start is not None:
+                    start()
+                await self._process(self.ul.connection_made(now))
+                await self._flush()
+                await self._read_loop()
+                tg.cancel_scope.cancel()
+        except Exception as exc:  # contained: one association's failure never reaches the others
+            if self.error is None:
+                self.error = AssociationAborted(detail=f"internal error: {exc!r}")
+            self.log.exception("association failed")
+            with contextlib.suppress(Exception):
+                self.ul.abort()
+        finally:
+            with anyio.move_on_after(2, shield=True):
+                with contextlib.suppress(Exception):
+                    await self._flush()
+                self._discard_incoming()
+                await anyio.aclose_forcefully(self.stream)
+            self._fail_waiters()
+            self.established.set()
+            self.finished.set()
+
+    async def _read_loop(self) -> None:
+        ul = self.ul
+        while not ul.closed:
+            deadline = self._deadline()
+            chunk: bytes | None = None
+            with anyio.move_on_at(deadline) as scope:
+                try:
+                    chunk = await self.stream.receive(RECEIVE_SIZE)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    chunk = b""
+            now = anyio.current_time()
+            if scope.cancelled_caught:
+                events = self._on_deadline(now)
+            else:
+                self._last_activity = now
+                events = ul.receive_data(chunk, now)
+            await self._process(events)
+            await self._flush()
+            if chunk == b"":
+                break
+
+    def _deadline(self) -> float:
+        deadline = self.ul.timer_deadline() or math.inf
+        if self.established.is_set() and self.error is None:
+            if self._incoming is not None and self.dimse_timeout:
+                deadline = min(deadline, self._last_activity + self.dimse_timeout)
+            elif self.idle_timeout and self._inflight == 0 and not self._waiters:
+                deadline = min(deadline, self._last_activity + self.idle_timeout)
+        return deadline
+
+    def _on_deadline(self, now: float) -> list[ev.UlEvent]:
+        timer = self.ul.timer_deadline()
+        if timer is not None and now >= timer:
+            return self.ul.handle_timer(now)
+        what = "DIMSE timeout: no data for the message in progress" if self._incoming else "idle timeout"
+        self.error = AssociationTimeout(what)
+        self.log.warning("aborting association", reason=what)
+        return self.ul.abort()
+
+    # ------------------------------------------------------------------ Upper Layer events
+    async def _process(self, events: list[ev.UlEvent]) -> None:
+        for event in events:
+            match event:
+                case ev.DataReceived(pdvs=pdvs):
+                    for pdv in pdvs:
+                        try:
+                            dimse_events = self._assembler.feed(pdv)
+                        except DimseError as exc:
+                            await self._dimse_protocol_error(exc)
+                            return
+                        for d in dimse_events:
+                            await self._on_dimse(d)
+                case ev.AssociationRequested(request=rq):
+                    await self._answer_request(rq)
+                case ev.AssociationAccepted(accept=ac):
+                    self.negotiated = negotiated(self.assoc_rq, ac) if self.assoc_rq else Negotiated()
+                    self._set_window()
+                    self.established.set()
+                case ev.AssociationRejected(reject=rj):
+                    self.error = AssociationRejected(rj.result, rj.source, rj.reason)
+                    self.established.set()
+                case ev.ReleaseRequested():
+                    if self._idle.is_set() or self._tg is None:
+                        self.ul.release_response()
+                    else:  # answer once our operations are done: their responses must precede A-RELEASE-RP
+                        self._tg.start_soon(self._release_when_idle)
+                case ev.ReleaseConfirmed():
+                    pass
+                case ev.Aborted(source=source, reason=reason, local=local, detail=detail):
+                    if self.error is None:
+                        self.error = AssociationAborted(source, reason, detail)
+                    if local:
+                        self.log.warning("protocol error from peer, A-ABORT sent", detail=detail,
+                                         reason=AbortReason(reason).name)
+                    else:
+                        self.log.info("association aborted by peer", source=int(source), reason=int(reason))
+                    self._discard_incoming()
+                    self.established.set()
+                case ev.ConnectionLost():
+                    if self.error is None:
+                        self.error = AssociationAborted(detail="connection closed by the peer")
+                    self._discard_incoming()
+                    self.established.set()
+                case ev.TimedOut():
+                    if self.error is None:
+                        self.error = AssociationTimeout("ACSE timeout: no answer from the peer in time")
+                    self.established.set()
+
+    async def _release_when_idle(self) -> None:
+        await self._idle.wait()
+        with contextlib.suppress(LocalProtocolError):
+            self.ul.release_response()
+        await self._flush()
+
+    async def _answer_request(self, rq: AssociateRQ) -> None:
+        self.assoc_rq = rq
+        assert self.on_associate is not None, "an acceptor needs on_associate"
+        answer = await self.on_associate(rq)
+        self.ul.send(answer)
+        if isinstance(answer, AssociateAC):
+            self.negotiated = negotiated(rq, answer)
+            self._set_window()
+        else:
+            self.error = AssociationRejected(answer.result, answer.source, answer.reason)
+        self.established.set()
+
+    def _set_window(self) -> None:
+        # requests the peer may have outstanding with us at once: the window we perform
+        n = self.negotiated.max_operations_invoked if not self.ul.is_requestor else \
+            self.negotiated.max_operations_performed
+        self._window = anyio.Semaphore(n if n > 0 else 1 << 16)
+
+    async def _dimse_protocol_error(self, exc: DimseError) -> None:
+        """A DIMSE-level violation (PS3.7 §6.3.1): nothing on this association can be trusted any more."""
+        self.log.warning("DIMSE protocol error, aborting", detail=str(exc))
+        if self.error is None:
+            self.error = AssociationAborted(AbortSource.SERVICE_USER, 0, f"DIMSE error: {exc}")
+        self._discard_incoming()
+        self.ul.abort(Abort(source=AbortSource.SERVICE_USER, reason=AbortReason.NOT_SPECIFIED))
+
+    # ------------------------------------------------------------------ DIMSE messages in
+    async def _on_dimse(self, event: CommandComplete | DataFragment) -> None:
+        if isinstance(event, DataFragment):
+            assert self._incoming is not None
+            message, cid, sink, size = self._incoming
+            size += len(event.data)
+            if sink is not None:
+                if self.max_dataset_size is not None and size > self.max_dataset_size:
+                    sink.abort()  # keep reading to stay in step, answer 0xA700 at the end
+                    self.log.warning("data set larger than the limit, discarded", limit=self.max_dataset_size)
+                    sink = None
+                else:
+                    sink.write(event.data)
+            self._incoming = (message, cid, sink, size)
+            if event.is_last:
+                self._incoming = None
+                payload = sink.close() if sink is not None else None
+                await self._complete(message, cid, payload, oversized=sink is None)
+            return
+        message, cid = event.message, event.context_id
+        if message.has_dataset:
+            self._incoming = (message, cid, self._open_sink(message, cid), 0)
+        else:
+            await self._complete(message, cid, None)
+
+    def _open_sink(self, message: Message, context_id: int) -> Sink:
+        if isinstance(message, Request) and self.dispatcher is not None:
+            sink = self.dispatcher.open_sink(self, message, context_id)
+            if sink is not None:
+                return sink
+        return SpoolSink(self.transfer_syntax(context_id), self.spool_memory_limit, self.spool_dir)
+
+    def _discard_incoming(self) -> None:
+        """A message cut short (abort, lost connection): its partial data set must not survive."""
+        if self._incoming is not None:
+            _, _, sink, _ = self._incoming
+            self._incoming = None
+            if sink is not None:
+                sink.abort()
+
+    async def _complete(self, message: Message, context_id: int, payload: Any, *, oversized: bool = False) -> None:
+        if isinstance(message, Response):
+            waiter = self._waiters.get(message.message_id_being_responded_to)
+            if waiter is None:
+                self.log.warning("response to no outstanding request", message_id=message.message_id_being_responded_to)
+                _close_payload(payload)
+                return
+            waiter.send_nowait((message, payload))
+            return
+        if isinstance(message, CCancelRQ):
+            if self.dispatcher is not None:
+                self.dispatcher.cancel(self, message.message_id_being_responded_to)
+            return
+        if self.dispatcher is None or self._tg is None:
+            _close_payload(payload)
+            return
+        if self._window is not None:
+            await self._window.acquire()  # backpressure: no more reading while the window is full
+        self._inflight += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if oversized:
+            payload = _OVERSIZED
+        self._tg.start_soon(self._serve, message, context_id, payload)
+
+    async def _serve(self, message: Request, context_id: int, payload: Any) -> None:
+        try:
+            await self.dispatcher.handle(self, message, context_id, payload)  # type: ignore[union-attr]
+        except AssociationError:
+            pass  # the association ended under the handler; the reader reports why
+        except Exception:
+            self.log.exception("handler failed", command=type(message).__name__)
+        finally:
+            _close_payload(payload)
+            self._inflight -= 1
+            if self._window is not None:
+                self._window.release()
+            if self._inflight == 0:
+                self._idle.set()
+
+    # ------------------------------------------------------------------ DIMSE messages out
+    async def send(self, message: Message, context_id: int,
+                   dataset: bytes | bytearray | memoryview | EncodedDataset | None = None) -> None:
+        """Send one message (command, then data set) without interleaving with any other."""
+        command = encode_message(message)
+        async with self._message_lock:
+            max_frag = max_fragment_size(self.ul.peer_max_pdu)
+            self._queue_pieces(context_id, True, memoryview(command), max_frag, last=True)
+            if dataset is not None:
+                if isinstance(dataset, EncodedDataset) and dataset.path is not None:
+                    await self._send_file(context_id, dataset, max_frag)
+                else:
+                    data = dataset.read_bytes() if isinstance(dataset, EncodedDataset) else dataset
+                    if len(data) % 2:
+                        data = bytes(data) + _PAD
+                    view = memoryview(data)
+                    step = max(_FLUSH_BYTES // max_frag, 1) * max_frag
+                    for start in range(0, max(len(view), 1), step):
+                        piece = view[start : start + step]
+                        self._queue_pieces(context_id, False, piece, max_frag, last=start + step >= len(view))
+                        await self._flush()
+            await self._flush()
+
+    async def _send_file(self, context_id: int, dataset: EncodedDataset, max_frag: int) -> None:
+        step = max(_FILE_CHUNK // max_frag, 1) * max_frag
+        remaining = dataset.size
+        if remaining == 0:
+            self._queue_pieces(context_id, False, memoryview(b""), max_frag, last=True)
+            return
+        for chunk in dataset.iter_chunks(step):
+            remaining -= len(chunk)
+            if remaining <= 0 and dataset.size % 2:
+                chunk = bytes(chunk) + _PAD
+            self._queue_pieces(context_id, False, memoryview(chunk), max_frag, last=remaining <= 0)
+            await self._flush()
+
+    def _queue_pieces(self, context_id: int, is_command: bool, data: memoryview, max_frag: int, *, last: bool) -> None:
+        n = len(data)
+        try:
+            if n == 0:
+                self.ul.send_pdata((Pdv(context_id=context_id, is_command=is_command, is_last=last, data=data),))
+                return
+            for start in range(0, n, max_frag):
+                end = min(start + max_frag, n)
+                self.ul.send_pdata((Pdv(context_id=context_id, is_command=is_command,
+                                        is_last=last and end == n, data=data[start:end]),))
+        except LocalProtocolError as exc:
+            raise self.error or AssociationAborted(detail=f"association not established: {exc}") from None
+
+    async def _flush(self) -> None:
+        async with self._write_lock:
+            data = self.ul.data_to_send()
+            if data:
+                try:
+                    await self.stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    if self.error is None:
+                        self.error = AssociationAborted(detail=f"connection lost while sending: {exc}")
+                    raise self.error from None
+
+    # ------------------------------------------------------------------ operations (requesting side)
+    async def request(self, message: Request, context_id: int, dataset: Any = None) -> tuple[Response, Any]:
+        """Send a request and wait for its one final response."""
+        async for response, payload in self.request_iter(message, context_id, dataset):
+            if response.category is not Category.PENDING:
+                return response, payload
+            _close_payload(payload)
+        raise self.error or AssociationAborted(detail="association ended before the response")
+
+    async def request_iter(self, message: Request, context_id: int, dataset: Any = None
+                           ) -> AsyncIterator[tuple[Response, Any]]:
+        """Send a request and yield its responses (Pending ones first) until the final one."""
+        message_id = message.message_id  # type: ignore[attr-defined]
+        send, receive = anyio.create_memory_object_stream[tuple[Response, Any]](math.inf)
+        self._waiters[message_id] = send
+        try:
+            await self.send(message, context_id, dataset)
+            with receive:
+                while True:
+                    with anyio.move_on_after(self.dimse_timeout or math.inf) as scope:
+                        try:
+                            response, payload = await receive.receive()
+                        except anyio.EndOfStream:
+                            raise self.error or AssociationAborted(detail="association ended") from None
+                    if scope.cancelled_caught:
+                        await self._abort_for_timeout(type(message).__name__)
+                    yield response, payload
+                    if response.category is not Category.PENDING:
+                        return
+        finally:
+            self._waiters.pop(message_id, None)
+            send.close()
+
+    async def _abort_for_timeout(self, what: str) -> None:
+        self.error = AssociationTimeout(f"DIMSE timeout: no response to {what} within {self.dimse_timeout} s")
+        await self.abort()
+        raise self.error
+
+    def _fail_waiters(self) -> None:
+        for send in self._waiters.values():
+            send.close()
+
+    # ------------------------------------------------------------------ ending
+    async def release(self) -> None:
+        """A-RELEASE (requestor): wait for our operations, ask, and wait for the answer."""
+        if not self.is_established:
+            return
+        with contextlib.suppress(LocalProtocolError):
+            self.ul.release()
+        await self._flush()
+        await self.finished.wait()
+
+    async def abort(self) -> None:
+        """A-ABORT (service-user source) and close; safe to call in any state, even when cancelled."""
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                self.ul.abort()
+            with anyio.move_on_after(2), contextlib.suppress(Exception):
+                await self._flush()
+            await anyio.aclose_forcefully(self.stream)
+            if self.error is None:
+                self.error = AssociationAborted(AbortSource.SERVICE_USER, 0, "aborted locally")
+
+
+class _Oversized:
+    """Payload marker: the data set was larger than max_dataset_size and was discarded."""
+
+
+_OVERSIZED = _Oversized()
+
+
+def is_oversized(payload: Any) -> bool:
+    return payload is _OVERSIZED
+
+
+def _close_payload(payload: Any) -> None:
+    """Release what a payload holds (a spool's temp file, an uncommitted instance)."""
+    close = getattr(payload, "discard", None) or getattr(payload, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()

@@ -1,0 +1,172 @@
+"""Requests to handlers, handler results to responses.
+
+A handler is an async callable `handler(req: ServiceRequest) -> Result` for single-response
+operations, or an async iterator for C-FIND/C-GET/C-MOVE (each item a Pending response, the end
+the final one; a C-CANCEL stops it with Cancel 0xFE00, PS3.7 §9.3.2.3). Handlers never build DIMSE
+responses themselves: the dispatcher does, so every answer carries the right IDs and UIDs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+import anyio
+
+from ..dimse import status as st
+from ..dimse.messages import MESSAGE_TYPES, CStoreRQ, Request, Response
+
+if TYPE_CHECKING:
+    from .association import Association
+    from .sinks import Sink
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What a handler answers: a status and, where the message has one, a data set and extra fields."""
+
+    status: int = st.SUCCESS
+    dataset: Any = None  # pydicom Dataset, EncodedDataset or encoded bytes (in the context's syntax)
+    error_comment: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)  # other response fields, e.g. offending_elements
+
+
+@dataclass(slots=True, kw_only=True)
+class ServiceRequest:
+    """A request as a handler sees it."""
+
+    message: Request
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: str
+    payload: Any  # EncodedDataset (default sink), what a service's own sink returned, or None
+    assoc: Association
+    cancelled: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def calling_ae(self) -> str:
+        return self.assoc.calling_ae
+
+    def dataset(self):
+        """The request's data set decoded with pydicom (only when a handler asks)."""
+        return None if self.payload is None else self.payload.dataset()
+
+
+HandlerResult = Union[int, Result]
+Handler = Callable[[ServiceRequest], Union[Awaitable[HandlerResult], AsyncIterator[Any]]]
+SinkFactory = Callable[["Association", Request, int], Union["Sink", None]]
+
+
+class Dispatcher:
+    """Routes each request type to its handler; knows every abstract syntax its services accept."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[type[Request], Handler] = {}
+        self.sink_factories: dict[type[Request], SinkFactory] = {}
+        self.supported: dict[str, frozenset[str]] = {}
+        self.scp_role_classes: set[str] = set()
+        self._operations: dict[tuple[int, int], ServiceRequest] = {}
+
+    def add(self, request_type: type[Request], handler: Handler, *, sink: SinkFactory | None = None) -> None:
+        self.handlers[request_type] = handler
+        if sink is not None:
+            self.sink_factories[request_type] = sink
+
+    def support(self, abstract_syntaxes: Mapping[str, Collection[str]] | Collection[str],
+                transfer_syntaxes: Collection[str] = ()) -> None:
+        """Accept these abstract syntaxes (each with its transfer syntaxes)."""
+        if isinstance(abstract_syntaxes, Mapping):
+            for uid, tss in abstract_syntaxes.items():
+                self.supported[uid] = self.supported.get(uid, frozenset()) | frozenset(tss)
+        else:
+            for uid in abstract_syntaxes:
+                self.supported[uid] = self.supported.get(uid, frozenset()) | frozenset(transfer_syntaxes)
+
+    # ---------------------------------------------------------------- the Association's interface
+    def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | None:
+        factory = self.sink_factories.get(type(message))
+        return None if factory is None else factory(assoc, message, context_id)
+
+    def cancel(self, assoc: Association, message_id: int) -> None:
+        req = self._operations.get((assoc.id, message_id))
+        if req is not None:
+            req.cancelled.set()
+
+    async def handle(self, assoc: Association, message: Request, context_id: int, payload: Any) -> None:
+        abstract, ts = assoc.negotiated.contexts[context_id]
+        req = ServiceRequest(message=message, context_id=context_id, abstract_syntax=abstract,
+                             transfer_syntax=ts, payload=payload, assoc=assoc)
+        rsp_type: type[Response] = MESSAGE_TYPES[message.command_field | 0x8000]  # type: ignore[assignment]
+        handler = self.handlers.get(type(message))
+        if handler is None:
+            # PS3.7 C.4.2: the operation is not one this SCP performs on this SOP class
+            await assoc.send(rsp_type.for_request(message, st.UNRECOGNIZED_OPERATION,
+                                                  error_comment=f"{type(message).__name__} not supported"),
+                             context_id)
+            return
+        key = (assoc.id, message.message_id)  # type: ignore[attr-defined]
+        self._operations[key] = req
+        try:
+            outcome = handler(req)
+            if inspect.isasyncgen(outcome) or hasattr(outcome, "__anext__"):
+                await self._stream(req, rsp_type, outcome)  # type: ignore[arg-type]
+            else:
+                result = await outcome  # type: ignore[misc]
+                await self._respond(req, rsp_type, result)
+        except Exception as exc:
+            from .errors import AssociationError
+
+            if isinstance(exc, AssociationError):
+                raise
+            assoc.log.exception("handler raised", command=type(message).__name__)
+            await self._respond(req, rsp_type, Result(status=failure_status(message),
+                                                      error_comment=f"processing failed: {exc}"[:64]))
+        finally:
+            self._operations.pop(key, None)
+
+    async def _stream(self, req: ServiceRequest, rsp_type: type[Response], items: AsyncIterator[Any]) -> None:
+        final: Result | None = None
+        try:
+            async for item in items:
+                if req.cancelled.is_set():
+                    final = Result(status=st.CANCEL)
+                    break
+                if isinstance(item, Result):
+                    if st.category(item.status) is st.Category.PENDING:
+                        await self._respond(req, rsp_type, item)
+                        continue
+                    final = item
+                    break
+                await self._respond(req, rsp_type, Result(status=st.PENDING, dataset=item))
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if final is None:
+            final = Result(status=st.CANCEL if req.cancelled.is_set() else st.SUCCESS)
+        await self._respond(req, rsp_type, final)
+
+    async def _respond(self, req: ServiceRequest, rsp_type: type[Response], result: HandlerResult) -> None:
+        if isinstance(result, int):
+            result = Result(status=result)
+        data = result.dataset
+        if data is not None and not isinstance(data, (bytes, bytearray, memoryview)) and hasattr(data, "to_json"):
+            from ..dimse.dataset import EncodedDataset
+
+            data = EncodedDataset.from_dataset(data, req.transfer_syntax)
+        extra: dict[str, Any] = dict(result.fields)
+        if result.error_comment is not None:
+            extra["error_comment"] = result.error_comment[:64]  # LO: 64 characters at most
+        rsp = rsp_type.for_request(req.message, result.status, has_dataset=data is not None, **extra)
+        await req.assoc.send(rsp, req.context_id, data)
+
+
+def failure_status(message: Request) -> int:
+    """The generic 'cannot process' failure of each service (PS3.4 B.2.3, C.4.x; PS3.7 C.4.3)."""
+    if isinstance(message, CStoreRQ):
+        return st.CANNOT_UNDERSTAND
+    if message.command_field in (0x0020, 0x0010, 0x0021):
+        return st.UNABLE_TO_PROCESS
+    return st.PROCESSING_FAILURE

@@ -1,0 +1,197 @@
+"""The SCP side: a listener, one task per association in one task group, limits and policy.
+
+Every resource a peer can make us spend is bounded: associations (globally, per peer host, per
+calling AE), PDU size, data set size, time in each state.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream
+
+from ..implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from ..log import get_logger
+from ..ul.constants import LOCAL_LIMIT_EXCEEDED, RejectReason, RejectResult, RejectSource
+from ..ul.machine import Role, UlConfig
+from ..ul.negotiation import AcceptorPolicy, accept, check_association
+from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ, UserIdentityRQ
+from .association import Association
+from .dispatch import Dispatcher
+from .transport import create_listener, peer_address, raise_open_file_limit, start_tls_server_side
+
+# An authenticator sees the user identity sub-item (PS3.7 D.3.3.7) and the association; it returns
+# None to reject, or the bytes of the server response (b"" when none is due).
+Authenticator = Callable[[UserIdentityRQ | None, Association], Awaitable[bytes | None]]
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 11112
+    ae_title: str = "AIODICOM"
+    promiscuous: bool = False
+    allowed_calling: frozenset[str] | None = None
+    max_associations: int = 4096
+    max_associations_per_host: int | None = None
+    max_associations_per_calling_ae: int | None = None
+    ul: UlConfig = field(default_factory=UlConfig)
+    dimse_timeout: float | None = 60.0
+    idle_timeout: float | None = None
+    max_operations: int = 16  # asynchronous operations window we perform (PS3.7 D.3.3.3)
+    max_dataset_size: int | None = None
+    spool_memory_limit: int = 4 << 20
+    spool_dir: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    authenticator: Authenticator | None = None
+    reuse_port: bool = False
+
+
+def _reject(result: int, source: int, reason: int) -> AssociateRJ:
+    return AssociateRJ(result=result, source=source, reason=reason)
+
+
+class Server:
+    def __init__(self, config: ServerConfig, dispatcher: Dispatcher, *, log: Any = None) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self.log = log or get_logger()
+        self.associations: set[Association] = set()
+        self._per_host: Counter[str] = Counter()
+        self._per_ae: Counter[str] = Counter()
+        self.port: int | None = None
+        self._cancel: anyio.CancelScope | None = None
+
+    def policy(self) -> AcceptorPolicy:
+        c = self.config
+        return AcceptorPolicy(
+            ae_title=c.ae_title,
+            supported=self.dispatcher.supported,
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            max_pdu=c.ul.max_pdu,
+            promiscuous=c.promiscuous,
+            allowed_calling=c.allowed_calling,
+            max_operations_performed=c.max_operations,
+            max_operations_invoked=1,
+            scp_role_for_requestor=frozenset(self.dispatcher.scp_role_classes),
+        )
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; `port = await tg.start(server.serve)` in tests."""
+        soft, hard = raise_open_file_limit()
+        listener = await create_listener(self.config.host, self.config.port, reuse_port=self.config.reuse_port)
+        from anyio.abc import SocketAttribute
+
+        self.port = listener.extra(SocketAttribute.local_port)
+        self._policy = self.policy()
+        self.log.info("listening", host=self.config.host, port=self.port, aet=self.config.ae_title,
+                      tls=self.config.ssl_context is not None, open_files_limit=soft)
+        if soft < self.config.max_associations + 64:
+            self.log.warning("open-file limit caps concurrent associations", limit=soft, hard_limit=hard,
+                             max_associations=self.config.max_associations)
+        with anyio.CancelScope() as self._cancel:
+            async with listener, anyio.create_task_group() as tg:
+                task_status.started(self.port)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory; back off, keep serving
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            self.log.warning("accept failed, backing off", error=str(exc))
+                            await anyio.sleep(0.1)
+                            continue
+                        raise
+                    tg.start_soon(self._connection, stream)
+
+    def shutdown(self) -> None:
+        """Stop listening and end every association (their tasks are cancelled; each sends A-ABORT)."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    async def _connection(self, stream: ByteStream) -> None:
+        c = self.config
+        host, port = peer_address(stream)
+        log = self.log.bind(peer=f"{host}:{port}")
+        if c.ssl_context is not None:
+            try:
+                with anyio.fail_after(c.ul.artim):
+                    stream = await start_tls_server_side(stream, c.ssl_context)
+            except (TimeoutError, ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+                log.warning("TLS handshake failed", error=str(exc) or type(exc).__name__)
+                await anyio.aclose_forcefully(stream)
+                return
+        assoc = Association(
+            stream, role=Role.ACCEPTOR, ul_config=c.ul, log=log, dimse_timeout=c.dimse_timeout,
+            idle_timeout=c.idle_timeout, dispatcher=self.dispatcher, spool_memory_limit=c.spool_memory_limit,
+            spool_dir=c.spool_dir, max_dataset_size=c.max_dataset_size, peer=(host, port),
+        )
+        assoc.log = log.bind(assoc=assoc.id)
+        assoc.on_associate = lambda rq: self._on_associate(assoc, rq)
+        self.associations.add(assoc)
+        self._per_host[host] += 1
+        try:
+            await assoc.run()
+        finally:
+            self.associations.discard(assoc)
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
+            if assoc.counted_ae is not None:
+                ae = assoc.counted_ae
+                self._per_ae[ae] -= 1
+                if not self._per_ae[ae]:
+                    del self._per_ae[ae]
+            if assoc.assoc_rq is not None:
+                outcome = "released" if assoc.error is None else str(assoc.error)
+                assoc.log.info("association ended", outcome=outcome)
+
+    async def _on_associate(self, assoc: Association, rq: AssociateRQ) -> AssociateAC | AssociateRJ:
+        c = self.config
+        assoc.log = assoc.log.bind(calling=rq.calling_ae, called=rq.called_ae)
+        answer = check_association(rq, self._policy)
+        if answer is None:
+            answer = self._check_limits(assoc, rq)
+        if answer is None and c.authenticator is not None:
+            identity = rq.user_info.user_identity_rq
+            try:
+                response = await c.authenticator(identity, assoc)
+            except Exception:
+                assoc.log.exception("authenticator failed")
+                response = None
+            if response is None:
+                answer = _reject(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON_GIVEN)
+            else:
+                answer = accept(rq, self._policy, identity_response=response)
+        if answer is None:
+            answer = accept(rq, self._policy)
+        if isinstance(answer, AssociateRJ):
+            assoc.log.info("association rejected", result=answer.result, source=answer.source, reason=answer.reason)
+        else:
+            assoc.counted_ae = rq.calling_ae
+            self._per_ae[rq.calling_ae] += 1
+            accepted = sum(1 for ctx in answer.contexts if ctx.result == 0)
+            assoc.log.info("association accepted", contexts=len(answer.contexts), accepted=accepted,
+                           max_pdu=rq.user_info.max_pdu, peer_implementation=rq.user_info.implementation_version_name)
+        return answer
+
+    def _check_limits(self, assoc: Association, rq: AssociateRQ) -> AssociateRJ | None:
+        """PS3.8 Table 9-21: over a local limit the answer is rejected-transient, local-limit-exceeded."""
+        c = self.config
+        host = assoc.peer[0]
+        over = (
+            len(self.associations) > c.max_associations
+            or (c.max_associations_per_host is not None and self._per_host[host] > c.max_associations_per_host)
+            or (c.max_associations_per_calling_ae is not None
+                and self._per_ae[rq.calling_ae] >= c.max_associations_per_calling_ae)
+        )
+        if over:
+            return _reject(RejectResult.TRANSIENT, RejectSource.SERVICE_PROVIDER_PRESENTATION, LOCAL_LIMIT_EXCEEDED)
+        return None

@@ -1,0 +1,132 @@
+"""Storage SOP Classes SCP (PS3.4 Annex B): every instance streamed to disk as it arrives.
+
+The data set's fragments go straight into the file that will hold it (preamble and file meta
+first, then the bytes as received); on the last fragment the handler commits it (fsync, atomic
+rename, directory fsync, group-committed) and only then answers Success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from ..archive.errors import ArchiveError
+from ..archive.filestore import FileStore, IncomingInstance, StoredInstance, StoreOutcome
+from ..dimse import status as st
+from ..dimse.messages import CStoreRQ
+from ..net.association import Association, is_oversized
+from ..net.dispatch import Dispatcher, Result, ServiceRequest
+from ..uids import ALL_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
+
+# Called with each stored instance before Success is answered (e.g. the archive index, a router's queue).
+OnStored = Callable[[StoredInstance, ServiceRequest], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The payload of a C-STORE refused before its data arrived (the data was read and dropped)."""
+
+    status: int
+    comment: str
+
+
+class _DropSink:
+    """Consumes a refused data set so the association stays in step; keeps nothing."""
+
+    __slots__ = ("refusal",)
+
+    def __init__(self, refusal: _Refused) -> None:
+        self.refusal = refusal
+
+    def write(self, data: memoryview) -> None:
+        pass
+
+    def close(self) -> _Refused:
+        return self.refusal
+
+    def abort(self) -> None:
+        pass
+
+
+class _FileSink:
+    """Fragments into the temp file of the instance being received."""
+
+    __slots__ = ("incoming",)
+
+    def __init__(self, incoming: IncomingInstance) -> None:
+        self.incoming = incoming
+
+    def write(self, data: memoryview) -> None:
+        self.incoming.write(data)
+
+    def close(self) -> _Received:
+        return _Received(self.incoming)
+
+    def abort(self) -> None:
+        self.incoming.abort()
+
+
+@dataclass(slots=True)
+class _Received:
+    incoming: IncomingInstance
+
+    def discard(self) -> None:
+        """Called once the handler is done: a no-op after a commit, removes the temp file otherwise."""
+        self.incoming.abort()
+
+
+
+class StorageService:
+    def __init__(self, store: FileStore, *, sop_classes: Collection[str] = STORAGE_SOP_CLASSES,
+                 transfer_syntaxes: Collection[str] = ALL_TRANSFER_SYNTAXES,
+                 on_stored: OnStored | None = None) -> None:
+        self.store = store
+        self.sop_classes = tuple(sop_classes)
+        self.transfer_syntaxes = tuple(transfer_syntaxes)
+        self.on_stored = on_stored
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.support(self.sop_classes, self.transfer_syntaxes)
+        dispatcher.add(CStoreRQ, self.handle, sink=self.open_sink)
+
+    def open_sink(self, assoc: Association, message: Any, context_id: int) -> Any:
+        try:
+            incoming = self.store.begin(
+                sop_class_uid=message.affected_sop_class_uid,
+                sop_instance_uid=message.affected_sop_instance_uid,
+                transfer_syntax=assoc.transfer_syntax(context_id),
+                source_ae=assoc.calling_ae or None,
+            )
+        except ArchiveError as exc:
+            assoc.log.warning("C-STORE refused", error=str(exc), sop_instance=message.affected_sop_instance_uid)
+            return _DropSink(_Refused(exc.status, str(exc)))
+        return _FileSink(incoming)
+
+    async def handle(self, req: ServiceRequest) -> Result:
+        payload = req.payload
+        if is_oversized(payload):
+            return Result(status=st.OUT_OF_RESOURCES, error_comment="data set larger than the server accepts")
+        if isinstance(payload, _Refused):
+            return Result(status=payload.status, error_comment=payload.comment)
+        if not isinstance(payload, _Received):
+            return Result(status=st.CANNOT_UNDERSTAND, error_comment="C-STORE-RQ without a data set")
+        try:
+            stored = await payload.incoming.commit()
+        except ArchiveError as exc:
+            req.assoc.log.warning("C-STORE failed", error=str(exc), status=f"0x{exc.status:04X}",
+                                  sop_instance=req.message.affected_sop_instance_uid)
+            return Result(status=exc.status, error_comment=str(exc))
+        if self.on_stored is not None:
+            await self.on_stored(stored, req)
+        if stored.outcome is StoreOutcome.DUPLICATE_KEPT_FIRST:
+            # PS3.4 B.2.3 has no status for "already stored": Warning B006 (Elements Discarded) is the
+            # closest truthful one (what was sent was dropped), and the comment says why.
+            return Result(status=st.ELEMENTS_DISCARDED, error_comment="duplicate SOP Instance UID: kept the stored copy")
+        return Result(status=st.SUCCESS)
+
+
+def install(dispatcher: Dispatcher, store: FileStore, **kwargs: Any) -> StorageService:
+    service = StorageService(store, **kwargs)
+    service.install(dispatcher)
+    return service
