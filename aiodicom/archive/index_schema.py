@@ -22,7 +22,7 @@ from typing import Any, Final
 from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from aiodicom.archive.index import IndexRecord, Level, StoredInstance, UNIQUE_KEYS
+from aiodicom.archive.index import INDEXED_KEYWORDS, IndexRecord, Level, StoredInstance
 from aiodicom.archive.matching import Matcher, Query, SqlColumn, candidate_values, fold, normalize_da, normalize_tm
 
 SCHEMA_VERSION: Final = 1
@@ -93,6 +93,7 @@ STUDY_COLS: Final = ("StudyDate", "StudyDate_key", "StudyTime", "StudyTime_key",
 SERIES_COLS: Final = ("Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined")
 INSTANCE_COLS: Final = ("SOPClassUID", "InstanceNumber", "path", "size", "transfer_syntax")
 _NUMERIC_COLS: Final = frozenset({"SeriesNumber", "InstanceNumber"})
+_KEYWORDS: Final[Mapping[int, str]] = {tag_for_keyword(k): k for k in INDEXED_KEYWORDS}  # type: ignore[misc]
 
 
 def open_connection(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -110,9 +111,11 @@ def open_connection(path: Path, *, readonly: bool = False) -> sqlite3.Connection
     if version == 0:
         conn.execute("BEGIN IMMEDIATE")
         if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # another process may have won
-            conn.executescript("PRAGMA user_version = %d;" % SCHEMA_VERSION + SCHEMA)  # executescript commits
-        else:
-            conn.execute("COMMIT")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
     elif version != SCHEMA_VERSION:
         conn.close()
         raise RuntimeError(f"{path}: index schema version {version}, expected {SCHEMA_VERSION}: rebuild it")
@@ -136,15 +139,16 @@ class Decoded:
 def _texts(attrs: Mapping[int, bytes], encodings: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for tag, raw in attrs.items():
-        vr = dictionary_VR(tag)
-        if not raw:
+        keyword = _KEYWORDS.get(tag)
+        if not raw or keyword is None:
             continue
+        vr = dictionary_VR(tag)
         if vr in ("SH", "LO", "PN", "UC", "ST", "LT", "UT"):  # PS3.5 §6.1.2.3: coded in the character set
             delims = TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})
             text = decode_bytes(bytes(raw), encodings, delims)
         else:
             text = bytes(raw).decode("latin-1")
-        out[_KEYWORDS.get(tag, "")] = "\\".join(candidate_values(vr, text))
+        out[keyword] = "\\".join(candidate_values(vr, text))
     return out
 
 
@@ -187,19 +191,6 @@ def decode(record: IndexRecord, storage_dir: Path) -> Decoded:
         instance=(record.sop_class_uid.strip(" \0") or t.get("SOPClassUID", ""),
                   _integer(t.get("InstanceNumber", "")), stored_path, record.size, record.transfer_syntax.strip(" \0")),
     )
-
-
-_KEYWORDS: Final[dict[int, str]] = {}
-
-
-def _init_keywords() -> None:
-    from aiodicom.archive.index import INDEXED_KEYWORDS
-
-    for keyword in INDEXED_KEYWORDS:
-        _KEYWORDS[tag_for_keyword(keyword)] = keyword  # type: ignore[index]
-
-
-_init_keywords()
 
 
 # ---- writing -------------------------------------------------------------------------------
@@ -449,5 +440,3 @@ COUNTS_SQL: Final = ("SELECT (SELECT count(*) FROM patient), (SELECT count(*) FR
 def supported_keys(level: Level) -> frozenset[str]:
     return frozenset(c.keyword for c in LEVEL_COLUMNS[level])
 
-
-assert set(UNIQUE_KEYS.values()) <= set(_UID_COLUMNS)

@@ -234,7 +234,7 @@ class Spool:
     B.2.3 Refused: Out of Resources)."""
 
     __slots__ = ("_memory_limit", "_directory", "_max_size", "_buffer", "_file", "_path", "_size",
-                 "_finalizer", "_closed")
+                 "_finalizer", "_closed", "__weakref__")
 
     def __init__(
         self, memory_limit: int = DEFAULT_SPOOL_MEMORY, directory: str | None = None, *, max_size: int | None = None
@@ -267,10 +267,10 @@ class Spool:
             self.discard()
             raise DimseError(f"data set larger than {self._max_size} bytes", status=st.OUT_OF_RESOURCES)
         if self._file is not None:
-            self._file.write(data)
+            self._write_file(data)
         elif size > self._memory_limit:
             self._spill()
-            self._file.write(data)
+            self._write_file(data)
         else:
             self._buffer += data
         self._size = size
@@ -279,9 +279,15 @@ class Spool:
         fd, path = tempfile.mkstemp(prefix="aiodicom-", suffix=".spool", dir=self._directory)
         self._path = path
         self._finalizer = weakref.finalize(self, _unlink, path)
-        self._file = open(fd, "wb")  # noqa: SIM115 - lives until finish() or discard()
-        self._file.write(self._buffer)
+        # Unbuffered: each fragment goes straight to the page cache, no copy into a Python buffer.
+        self._file = open(fd, "wb", buffering=0)  # noqa: SIM115 - lives until finish() or discard()
+        self._write_file(self._buffer)
         self._buffer = bytearray()
+
+    def _write_file(self, data: bytes | bytearray | memoryview) -> None:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        while view:  # a raw write may be partial
+            view = view[self._file.write(view) :]
 
     def finish(self, transfer_syntax: str) -> EncodedDataset:
         """The collected data set; the spool can no longer be written. A spilled file now

@@ -122,7 +122,7 @@ class Dispatcher:
                 raise
             assoc.log.exception("handler raised", command=type(message).__name__)
             await self._respond(req, rsp_type, Result(status=failure_status(message),
-                                                      error_comment=f"processing failed: {exc}"[:64]))
+                                                      error_comment=f"processing failed: {exc}"))
         finally:
             self._operations.pop(key, None)
 
@@ -158,7 +158,7 @@ class Dispatcher:
             data = EncodedDataset.from_dataset(data, req.transfer_syntax)
         extra: dict[str, Any] = dict(result.fields)
         if result.error_comment is not None:
-            extra["error_comment"] = result.error_comment[:64]  # LO: 64 characters at most
+            extra["error_comment"] = error_comment(result.error_comment)
         rsp = rsp_type.for_request(req.message, result.status, has_dataset=data is not None, **extra)
         await req.assoc.send(rsp, req.context_id, data)
 
@@ -170,3 +170,9 @@ def failure_status(message: Request) -> int:
     if message.command_field in (0x0020, 0x0010, 0x0021):
         return st.UNABLE_TO_PROCESS
     return st.PROCESSING_FAILURE
+
+
+def error_comment(text: str) -> str:
+    """An Error Comment (0000,0902) is LO: 64 characters of the default repertoire, no backslash."""
+    clean = text.encode("ascii", "replace").decode("ascii").replace("\\", "/")
+    return "".join(c if " " <= c <= "~" else " " for c in clean)[:64].rstrip()

@@ -1,0 +1,337 @@
+"""Our SCU against our SCP in one process: negotiation, limits, handlers, windows, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import copy
+
+import anyio
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+import aiodicom
+from aiodicom.dimse import status as st
+from aiodicom.dimse.dataset import EncodedDataset
+from aiodicom.dimse.messages import CEchoRQ, CStoreRQ
+from aiodicom.net.dispatch import Dispatcher, Result
+from aiodicom.net.errors import AssociationAborted, AssociationRejected, AssociationTimeout, NoPresentationContext
+from aiodicom.services import verification
+from aiodicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
+from aiodicom.ul.pdu import AsyncOpsWindow, UserIdentityRQ
+
+from .conftest import running_server
+
+pytestmark = pytest.mark.anyio
+CT = get_testdata_file("CT_small.dcm")
+CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def fresh_ct():
+    ds = dcmread(CT)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+async def test_echo_round_trip(tmp_path):
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+            status = await assoc.echo()
+            assert status.ok and int(status) == 0 and str(status).startswith("0x0000")
+            assert assoc.negotiated.context_for(VERIFICATION) == 1
+        with anyio.fail_after(5):
+            while server.associations:  # the server side ends too once released
+                await anyio.sleep(0.01)
+
+
+async def test_stored_file_holds_the_data_set_byte_for_byte(tmp_path):
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            assert (await assoc.store(CT)).ok
+    sent, meta = EncodedDataset.from_file(CT)
+    stored = list((tmp_path / "storage").rglob("*.dcm"))
+    assert len(stored) == 1
+    received, stored_meta = EncodedDataset.from_file(stored[0])
+    assert received.read_bytes() == sent.read_bytes()
+    assert stored_meta.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN
+    assert stored[0].name == meta.sop_instance_uid + ".dcm"
+    assert stored[0].parent.parent.name == str(dcmread(CT).StudyInstanceUID)
+
+
+async def test_uncompressed_data_set_is_converted_to_the_accepted_syntax(tmp_path):
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [IMPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            assert (await assoc.store(CT)).ok  # the file is Explicit VR LE; only Implicit was proposed
+    (stored,) = (tmp_path / "storage").rglob("*.dcm")
+    ds = dcmread(stored)
+    assert ds.file_meta.TransferSyntaxUID == IMPLICIT_VR_LITTLE_ENDIAN
+    assert ds.PixelData == dcmread(CT).PixelData
+
+
+async def test_no_context_for_a_sop_class_raises_without_breaking_the_association(tmp_path):
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+            with pytest.raises(NoPresentationContext):
+                await assoc.store(CT)
+            assert (await assoc.echo()).ok
+
+
+async def test_wrong_called_ae_is_rejected_permanently(tmp_path):
+    async with running_server(tmp_path) as server:
+        with pytest.raises(AssociationRejected) as info:
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="SOMEONE-ELSE"):
+                pass
+    assert (info.value.result, info.value.source, info.value.reason) == (1, 1, 7)
+    assert "called-AE-title-not-recognized" in str(info.value)
+
+
+async def test_calling_ae_outside_the_allow_list_is_rejected(tmp_path):
+    async with running_server(tmp_path, allowed_calling=frozenset({"GOOD"})) as server:
+        with pytest.raises(AssociationRejected) as info:
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="BAD"):
+                pass
+        assert (info.value.result, info.value.source, info.value.reason) == (1, 1, 3)
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="GOOD") as assoc:
+            assert (await assoc.echo()).ok
+
+
+async def test_over_the_association_limit_is_rejected_transient_local_limit(tmp_path):
+    async with running_server(tmp_path, max_associations=2) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM"):
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM"):
+                with pytest.raises(AssociationRejected) as info:
+                    async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM"):
+                        pass
+        assert (info.value.result, info.value.source, info.value.reason) == (2, 3, 2)
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+            assert (await assoc.echo()).ok  # slots come back once associations end
+
+
+async def test_per_calling_ae_limit(tmp_path):
+    async with running_server(tmp_path, max_associations_per_calling_ae=1) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="A"):
+            with pytest.raises(AssociationRejected):
+                async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="A"):
+                    pass
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="B") as other:
+                assert (await other.echo()).ok
+
+
+async def test_a_user_handler_answers_its_own_status(tmp_path):
+    seen = []
+
+    async def refuse(req):
+        seen.append((req.message.affected_sop_instance_uid, req.dataset().PatientName))
+        return Result(status=st.OUT_OF_RESOURCES, error_comment="disk quota")
+
+    dispatcher = Dispatcher()
+    verification.install(dispatcher)
+    dispatcher.support([CT_SOP_CLASS], [EXPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CStoreRQ, refuse)
+    ds = fresh_ct()
+    async with running_server(tmp_path, dispatcher=dispatcher) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            status = await assoc.store(ds)
+    assert status.code == 0xA700 and status.error_comment == "disk quota"
+    assert "Out of Resources" in str(status)
+    assert seen == [(ds.SOPInstanceUID, ds.PatientName)]
+
+
+async def test_a_handler_that_raises_gets_a_failure_status_and_the_association_goes_on(tmp_path):
+    async def broken(req):
+        raise RuntimeError("boom")
+
+    dispatcher = Dispatcher()
+    dispatcher.support([VERIFICATION], [IMPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CEchoRQ, broken)
+    async with running_server(tmp_path, dispatcher=dispatcher) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+            first = await assoc.echo()
+            second = await assoc.echo()
+    assert first.code == st.PROCESSING_FAILURE and "boom" in first.error_comment
+    assert second.code == st.PROCESSING_FAILURE
+
+
+async def test_asynchronous_operations_window_runs_requests_concurrently(tmp_path):
+    running = 0
+    peak = 0
+    gate = anyio.Event()
+
+    async def slow_store(req):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == 4:
+            gate.set()
+        with anyio.fail_after(5):
+            await gate.wait()
+        running -= 1
+        return st.SUCCESS
+
+    dispatcher = Dispatcher()
+    dispatcher.support([CT_SOP_CLASS], [EXPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CStoreRQ, slow_store)
+    async with running_server(tmp_path, dispatcher=dispatcher, max_operations=4) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])],
+                                    async_ops=AsyncOpsWindow(max_invoked=8, max_performed=1)) as assoc:
+            assert assoc.negotiated.max_operations_invoked == 4
+            results = []
+
+            async def one():
+                results.append(await assoc.store(fresh_ct()))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(one)
+    assert peak == 4 and all(r.ok for r in results) and len(results) == 4
+
+
+async def test_without_a_window_requests_run_one_at_a_time(tmp_path):
+    running = peak = 0
+
+    async def store(req):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.01)
+        running -= 1
+        return st.SUCCESS
+
+    dispatcher = Dispatcher()
+    dispatcher.support([CT_SOP_CLASS], [EXPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CStoreRQ, store)
+    async with running_server(tmp_path, dispatcher=dispatcher, max_operations=4) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(assoc.store, fresh_ct())
+    assert peak == 1
+
+
+async def test_dimse_timeout_aborts_the_association(tmp_path):
+    async def never(req):
+        await anyio.sleep(30)
+        return st.SUCCESS
+
+    dispatcher = Dispatcher()
+    dispatcher.support([VERIFICATION], [IMPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CEchoRQ, never)
+    async with running_server(tmp_path, dispatcher=dispatcher) as server:
+        with pytest.raises(AssociationTimeout):
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", dimse_timeout=0.3) as assoc:
+                await assoc.echo()
+        with anyio.fail_after(5):
+            while server.associations:
+                await anyio.sleep(0.02)  # the server saw the A-ABORT and let the association go
+
+
+async def test_cancelling_the_caller_aborts_and_frees_the_server_slot(tmp_path):
+    started = anyio.Event()
+
+    async def slow(req):
+        started.set()
+        await anyio.sleep(30)
+        return st.SUCCESS
+
+    dispatcher = Dispatcher()
+    dispatcher.support([VERIFICATION], [IMPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CEchoRQ, slow)
+    async with running_server(tmp_path, dispatcher=dispatcher) as server:
+        with anyio.move_on_after(5) as scope:
+            async with anyio.create_task_group() as tg:
+                async def client():
+                    async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+                        await assoc.echo()
+
+                tg.start_soon(client)
+                await started.wait()
+                tg.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        with anyio.fail_after(5):
+            while server.associations:
+                await anyio.sleep(0.02)
+        (ended,) = [a for a in [*server.associations]] or [None]
+        assert ended is None
+
+
+async def test_peer_abort_is_reported_to_the_caller(tmp_path):
+    async with running_server(tmp_path) as server:
+        with pytest.raises(AssociationAborted):
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+                (srv_assoc,) = server.associations
+                await srv_assoc.abort()
+                with anyio.fail_after(5):
+                    await assoc.assoc.finished.wait()
+                await assoc.echo()
+
+
+async def test_authenticator_accepts_and_rejects_by_user_identity(tmp_path):
+    async def authenticate(identity, assoc):
+        if identity is not None and identity.primary == b"alice" and identity.secondary == b"secret":
+            return b"token-1"
+        return None
+
+    async with running_server(tmp_path, authenticator=authenticate) as server:
+        alice = UserIdentityRQ(identity_type=2, positive_response_requested=True, primary=b"alice", secondary=b"secret")
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", user_identity=alice) as assoc:
+            assert (await assoc.echo()).ok
+        mallory = UserIdentityRQ(identity_type=2, positive_response_requested=False, primary=b"alice", secondary=b"x")
+        with pytest.raises(AssociationRejected) as info:
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", user_identity=mallory):
+                pass
+        assert (info.value.result, info.value.source) == (1, 1)
+        with pytest.raises(AssociationRejected):
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM"):
+                pass
+
+
+async def test_data_set_over_the_size_limit_gets_out_of_resources_and_nothing_is_kept(tmp_path):
+    async with running_server(tmp_path, max_dataset_size=1000) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN]), VERIFICATION]) as assoc:
+            status = await assoc.store(CT)
+            assert status.code == st.OUT_OF_RESOURCES
+            assert (await assoc.echo()).ok
+    assert not list((tmp_path / "storage").rglob("*.dcm"))
+    assert not list((tmp_path / "storage" / ".incoming").glob("*.part"))
+
+
+async def test_large_instance_over_small_pdus(tmp_path):
+    ds = fresh_ct()
+    ds.PixelData = bytes(range(256)) * 8192  # 2 MiB, many fragments at max PDU 4096
+    ds.Rows, ds.Columns = 1024, 1024
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", max_pdu=4096,
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            assert (await assoc.store(ds)).ok
+    (stored,) = (tmp_path / "storage").rglob("*.dcm")
+    assert dcmread(stored).PixelData == ds.PixelData
+
+
+async def test_many_sequential_associations_reuse_nothing_stale(tmp_path):
+    async with running_server(tmp_path) as server:
+        for _ in range(20):
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+                assert (await assoc.echo()).ok
+        with anyio.fail_after(5):
+            while server.associations:
+                await anyio.sleep(0.02)
+
+
+async def test_invalid_sop_instance_uid_is_refused_with_0117_and_nothing_written(tmp_path):
+    ds = fresh_ct()
+    async with running_server(tmp_path) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(CT_SOP_CLASS, [EXPLICIT_VR_LITTLE_ENDIAN])]) as assoc:
+            status = await assoc.store(EncodedDataset.from_dataset(ds, EXPLICIT_VR_LITTLE_ENDIAN),
+                                       sop_class_uid=CT_SOP_CLASS, sop_instance_uid="1.2.3/../../x")
+            assert status.code == 0x0117
+            assert (await assoc.store(copy.deepcopy(ds))).ok
+    assert [p.name for p in (tmp_path / "storage").rglob("*.dcm")] == [ds.SOPInstanceUID + ".dcm"]
+    assert not list(tmp_path.rglob("x*"))
