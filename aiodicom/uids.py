@@ -47,3 +47,36 @@ STORAGE_SOP_CLASSES: Final = _storage_classes()
 def uid_name(uid: str) -> str:
     entry = UID_dictionary.get(uid)
     return entry[0] if entry else uid
+
+
+# Query/Retrieve information models (PS3.4 Annex C.6) and Modality Worklist (PS3.4 K.6)
+PATIENT_ROOT_FIND: Final = "1.2.840.10008.5.1.4.1.2.1.1"
+PATIENT_ROOT_MOVE: Final = "1.2.840.10008.5.1.4.1.2.1.2"
+PATIENT_ROOT_GET: Final = "1.2.840.10008.5.1.4.1.2.1.3"
+STUDY_ROOT_FIND: Final = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE: Final = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET: Final = "1.2.840.10008.5.1.4.1.2.2.3"
+PATIENT_STUDY_ONLY_FIND: Final = "1.2.840.10008.5.1.4.1.2.3.1"  # retired, still queried by old systems
+PATIENT_STUDY_ONLY_MOVE: Final = "1.2.840.10008.5.1.4.1.2.3.2"
+PATIENT_STUDY_ONLY_GET: Final = "1.2.840.10008.5.1.4.1.2.3.3"
+MODALITY_WORKLIST_FIND: Final = "1.2.840.10008.5.1.4.31"
+
+# model name (as the CLI spells it) → (FIND, MOVE, GET) SOP classes
+QR_MODELS: Final = {
+    "patient": (PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET),
+    "study": (STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET),
+    "psonly": (PATIENT_STUDY_ONLY_FIND, PATIENT_STUDY_ONLY_MOVE, PATIENT_STUDY_ONLY_GET),
+    "worklist": (MODALITY_WORKLIST_FIND, None, None),
+}
+
+# The storage classes a C-GET SCU offers to receive by default: the common image and document classes,
+# few enough to leave room in the 128 presentation contexts of one association (getscu does the same).
+COMMON_STORAGE_SOP_CLASSES: Final = tuple(
+    uid for uid in STORAGE_SOP_CLASSES
+    if any(word in uid_name(uid) for word in (
+        "CT Image", "MR Image", "Computed Radiography", "Digital X-Ray", "Digital Mammography", "Ultrasound",
+        "Secondary Capture", "Nuclear Medicine", "Positron Emission", "X-Ray Angiographic", "X-Ray Radiofluoroscopic",
+        "RT ", "Enhanced CT", "Enhanced MR", "Grayscale Softcopy", "Basic Text SR", "Enhanced SR", "Comprehensive SR",
+        "Key Object", "Encapsulated PDF", "VL ", "Segmentation", "Raw Data"))
+    and UID_dictionary[uid][3] != "Retired"
+)

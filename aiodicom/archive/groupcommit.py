@@ -122,11 +122,16 @@ class GroupCommitter:
             self._leading = False
 
     async def _run_batch(self, batch: list[CommitJob]) -> None:
+        # Thread hops cost ~0.1 ms each on a busy loop, so phases share one call where concurrency
+        # buys nothing: a lone job does sync + rename + directory sync in a single call.
         try:
-            if self._sync:
-                await self._sync_data(batch)
-            dirs = await anyio.to_thread.run_sync(self._place_all, batch, limiter=self._limiter)
-            if self._sync and dirs:
+            concurrent_data = self._sync and self._data_sync is not DataSync.SYNCFS and len(batch) > 1
+            if concurrent_data:
+                async with anyio.create_task_group() as tg:
+                    for job in batch:
+                        tg.start_soon(self._in_thread, _sync_one, job, self._sync_call)
+            dirs = await anyio.to_thread.run_sync(self._finish, batch, not concurrent_data, limiter=self._limiter)
+            if dirs:
                 await self._sync_dirs(dirs)
             for job in batch:
                 if job.error is None and job.placement is not Placement.EXISTED:
@@ -146,15 +151,27 @@ class GroupCommitter:
     async def _in_thread(self, func: Callable[..., object], *args: object) -> None:
         await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
 
-    # -- phase 1: file data ------------------------------------------------------------------------
-    async def _sync_data(self, batch: list[CommitJob]) -> None:
-        if self._data_sync is DataSync.SYNCFS:
-            await self._in_thread(_syncfs_batch, batch)
-            return
-        sync = os.fdatasync if self._data_sync is DataSync.FDATASYNC else os.fsync
-        async with anyio.create_task_group() as tg:
-            for job in batch:
-                tg.start_soon(self._in_thread, _sync_one, job, sync)
+    @property
+    def _sync_call(self) -> Callable[[int], None]:
+        return os.fdatasync if self._data_sync is DataSync.FDATASYNC else os.fsync
+
+    def _finish(self, batch: list[CommitJob], sync_data: bool) -> dict[str, list[CommitJob]]:
+        """Worker thread: the data syncs not done yet, the renames, and the directory sync when there
+        is only one directory. Returns the directories left to sync concurrently."""
+        if self._sync and sync_data:
+            if self._data_sync is DataSync.SYNCFS:
+                _syncfs_batch(batch)
+            else:
+                for job in batch:
+                    _sync_one(job, self._sync_call)
+        dirs = self._place_all(batch)
+        if not self._sync:
+            return {}
+        if len(dirs) == 1:
+            ((d, jobs),) = dirs.items()
+            _sync_dir_for(d, jobs)
+            return {}
+        return dirs
 
     # -- phase 2: names (one thread call for the whole batch) ----------------------------------------
     def _place_all(self, batch: list[CommitJob]) -> dict[str, list[CommitJob]]:
@@ -215,22 +232,11 @@ class GroupCommitter:
 
     # -- phase 3: directories ------------------------------------------------------------------------
     async def _sync_dirs(self, dirs: dict[str, list[CommitJob]]) -> None:
-        failed: dict[str, OSError] = {}
-
-        def sync_dir(d: str) -> None:
-            try:
-                fsync_dir(d)
-            except OSError as exc:
-                failed[d] = exc
-
+        # Concurrently: each directory fsync costs a device cache flush even when the journal commit
+        # it waits for is already done, and concurrent flushes overlap (bench: 8 dirs 0.7 ms vs 1.75 ms).
         async with anyio.create_task_group() as tg:
-            for d in dirs:
-                tg.start_soon(self._in_thread, sync_dir, d)
-        for d, exc in failed.items():
-            for job in dirs[d]:
-                # The file is complete under its final name (its data was synced) but the name may not
-                # survive a crash: report failure so the sender retries; the retry replaces it.
-                job.error = job.error or storage_error(exc, f"syncing directory {d}")
+            for d, jobs in dirs.items():
+                tg.start_soon(self._in_thread, _sync_dir_for, d, jobs)
 
     def _remember(self, d: str) -> None:
         self._durable_dirs[d] = None
@@ -252,6 +258,16 @@ def _sync_one(job: CommitJob, sync: Callable[[int], None]) -> None:
         sync(job.fd)
     except OSError as exc:  # ENOSPC here is delayed allocation failing: the data never made it
         job.error = storage_error(exc, f"syncing {job.temp}")
+
+
+def _sync_dir_for(d: str, jobs: list[CommitJob]) -> None:
+    try:
+        fsync_dir(d)
+    except OSError as exc:
+        for job in jobs:
+            # The file is complete under its final name (its data was synced) but the name may not
+            # survive a crash: report failure so the sender retries; the retry replaces it.
+            job.error = job.error or storage_error(exc, f"syncing directory {d}")
 
 
 def _syncfs_batch(batch: list[CommitJob]) -> None:

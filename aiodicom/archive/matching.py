@@ -428,7 +428,11 @@ class PersonNameMatcher(Matcher):
             return None
         filters: list[SqlFilter | None] = []
         for p in self.patterns:
-            if self.mode == "fuzzy" or "=" in p or "*" in p:
+            if self.mode != "fuzzy" and "=" not in p and p.find("*") == len(p) - 1:
+                # "LIT*": a group starts with LIT ⇔ the value does (first group) or "=LIT" occurs in it
+                lit = _glob(p[:-1], "[^=]")
+                filters.append(SqlFilter(f"({expr} GLOB ? OR {expr} GLOB ?)", (lit + "*", "*=" + lit + "*"), True))
+            elif self.mode == "fuzzy" or "=" in p or "*" in p:
                 filters.append(_substrings(expr, _pieces(p, "*?=^" if self.mode == "fuzzy" else "*?=")))
             elif "?" in p:  # "?" cannot cross a group: exact
                 filters.append(SqlFilter(f"('=' || {expr} || '=') GLOB ?", ("*=" + _glob(p, "[^=]") + "=*",), True))

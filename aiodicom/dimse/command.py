@@ -233,7 +233,7 @@ def _encode_value(tag: int, kind: int, value: CommandValue) -> bytes:
         if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
             raise ValueError(f"(0000,{tag:04X}) needs an int in 0..2**32-1, got {value!r}")
         return _UL_VALUE.pack(value)
-    if kind == _AT or kind == _US_MULTI:
+    if kind in (_AT, _US_MULTI):
         if isinstance(value, str):
             raise ValueError(f"(0000,{tag:04X}) needs ints, got {value!r}")
         values = (value,) if isinstance(value, int) else tuple(value)

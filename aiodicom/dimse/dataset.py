@@ -9,6 +9,8 @@ imported only by `EncodedDataset.dataset()` and `from_dataset()`, when a data se
 from __future__ import annotations
 
 import array
+import contextlib
+import io
 import os
 import struct
 import sys
@@ -67,10 +69,8 @@ class FileMetaInfo:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class EncodedDataset:
@@ -87,7 +87,7 @@ class EncodedDataset:
         self.path: str | None = None
         self.offset = 0
         self.size = len(self._memory)
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[str], EncodedDataset] | None = None
 
     @classmethod
     def from_path(
@@ -101,16 +101,16 @@ class EncodedDataset:
     ) -> EncodedDataset:
         """The data set stored in a file from `offset` for `size` bytes (default: to the end).
         `temporary` makes close() delete the file."""
-        self = cls(transfer_syntax)
-        self._memory = None
-        self.path = os.fspath(path)
-        self.offset = offset
-        self.size = os.path.getsize(self.path) - offset if size is None else size
-        if self.size < 0 or offset < 0:
-            raise ValueError(f"offset {offset} lies past the end of {self.path}")
+        encoded = cls(transfer_syntax)
+        encoded._memory = None
+        encoded.path = os.fspath(path)
+        encoded.offset = offset
+        encoded.size = os.path.getsize(encoded.path) - offset if size is None else size
+        if encoded.size < 0 or offset < 0:
+            raise ValueError(f"offset {offset} lies past the end of {encoded.path}")
         if temporary:
-            self._finalizer = weakref.finalize(self, _unlink, self.path)
-        return self
+            encoded._finalizer = weakref.finalize(encoded, _unlink, encoded.path)
+        return encoded
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> tuple[EncodedDataset, FileMetaInfo]:
@@ -132,8 +132,10 @@ class EncodedDataset:
 
     def read_bytes(self) -> bytes:
         """All the encoded bytes (reads the file when file-backed)."""
-        if self._memory is not None:
-            return self._memory.tobytes()
+        mv = self._memory
+        if mv is not None:
+            whole = mv.obj
+            return whole if type(whole) is bytes and len(whole) == mv.nbytes else mv.tobytes()
         assert self.path is not None
         with open(self.path, "rb") as f:
             f.seek(self.offset)
@@ -167,15 +169,15 @@ class EncodedDataset:
         """Decode with pydicom. Deflated syntaxes are inflated first (at most `inflate_limit`
         bytes: a deflate stream can expand 1000-fold). DatasetDecodeError on failure."""
         from pydicom.dataset import FileMetaDataset
-        from pydicom.filebase import DicomBytesIO
         from pydicom.filereader import read_dataset
+        from pydicom.uid import UID
 
         implicit, little, deflated = encoding_of(self.transfer_syntax)
         try:
             if deflated:
-                ds = read_dataset(DicomBytesIO(self._inflate(inflate_limit)), implicit, little)
+                ds = read_dataset(io.BytesIO(self._inflate(inflate_limit)), implicit, little)
             elif self._memory is not None:
-                ds = read_dataset(DicomBytesIO(self._memory), implicit, little)
+                ds = read_dataset(io.BytesIO(self._memory), implicit, little)
             else:
                 assert self.path is not None
                 with open(self.path, "rb") as f:
@@ -187,7 +189,7 @@ class EncodedDataset:
             raise DatasetDecodeError(f"cannot decode the data set: {exc}") from exc
         # pydicom needs the transfer syntax to decode Pixel Data.
         ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = self.transfer_syntax
+        ds.file_meta.TransferSyntaxUID = UID(self.transfer_syntax)
         return ds
 
     def _inflate(self, limit: int) -> bytes:
@@ -246,7 +248,7 @@ class Spool:
         self._file: Any = None
         self._path: str | None = None
         self._size = 0
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[str], Spool] | None = None
         self._closed = False
 
     @property
@@ -285,7 +287,7 @@ class Spool:
         self._buffer = bytearray()
 
     def _write_file(self, data: bytes | bytearray | memoryview) -> None:
-        view = data if isinstance(data, memoryview) else memoryview(data)
+        view = memoryview(data).cast("B")
         while view:  # a raw write may be partial
             view = view[self._file.write(view) :]
 
@@ -402,10 +404,11 @@ def _encode_with_pydicom(ds: Dataset, transfer_syntax: str) -> bytes:
 
     implicit, little, deflated = encoding_of(transfer_syntax)
     # PS3.10 §7.1: group 0002 belongs to the file, never to the data set on the wire.
-    if any(tag.group == 0x0002 for tag in ds.keys()):
+    if any(tag.group == 0x0002 for tag in ds.keys()):  # noqa: SIM118 - iterating a Dataset parses elements
         source = ds
-        ds = PydicomDataset({tag: source.get_item(tag) for tag in source.keys() if tag.group != 0x0002})
-        ds.set_original_encoding(*source.original_encoding, source.original_character_set)
+        ds = PydicomDataset({tag: source.get_item(tag) for tag in source.keys() if tag.group != 0x0002})  # noqa: SIM118
+        source_implicit, source_little = source.original_encoding
+        ds.set_original_encoding(source_implicit, source_little, source.original_character_set)
     source_little = ds.original_encoding[1]
     if source_little is None:
         source_little = sys.byteorder == "little"  # built in memory: values are native

@@ -119,7 +119,8 @@ class Response(Message):
         return st.category(self.status)
 
 
-MESSAGE_TYPES: dict[int, type[Message]] = {}
+_MESSAGE_TYPES: dict[int, type[Message]] = {}
+MESSAGE_TYPES: Final[Mapping[int, type[Message]]] = _MESSAGE_TYPES
 """Command Field → message class, for every command of PS3.7 §9.3 and §10.3."""
 
 _M = TypeVar("_M", bound=type[Message])
@@ -128,8 +129,8 @@ _M = TypeVar("_M", bound=type[Message])
 def _register(*mandatory: str, answers: type[Request] | None = None) -> Callable[[_M], _M]:
     def wrap(cls: _M) -> _M:
         names = [f.name for f in fields(cls) if f.name != "has_dataset"]  # type: ignore[arg-type]
-        unknown = set(mandatory) - set(names)
-        assert not unknown, f"{cls.__name__}: {unknown}"
+        if unknown := set(mandatory) - set(names):
+            raise TypeError(f"{cls.__name__} has no field {unknown}")
         cls._spec = tuple(sorted(((n, _TAG_OF_FIELD[n], n in mandatory) for n in names), key=lambda s: s[1]))
         plan: list[tuple[str | None, int, bool]] = [
             *cls._spec,
@@ -139,7 +140,7 @@ def _register(*mandatory: str, answers: type[Request] | None = None) -> Callable
         cls._plan = tuple(sorted(plan, key=lambda s: s[1]))
         if answers is not None:
             cls.request_type = answers  # type: ignore[attr-defined]
-        MESSAGE_TYPES[cls.command_field] = cls
+        _MESSAGE_TYPES[cls.command_field] = cls
         return cls
 
     return wrap

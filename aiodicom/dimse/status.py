@@ -150,7 +150,7 @@ def category(code: int) -> Category:
     """The PS3.7 Annex C status class of any 16-bit status code."""
     if code == SUCCESS:
         return Category.SUCCESS
-    if code == PENDING or code == PENDING_WARNING:
+    if code in (PENDING, PENDING_WARNING):
         return Category.PENDING
     if code == CANCEL:
         return Category.CANCEL
@@ -175,9 +175,9 @@ def status_name(code: int, command_field: int | None = None) -> str:
     if not 0 <= code <= 0xFFFF:
         raise ValueError(f"status {code!r} is not a 16-bit value")
     service = None if command_field is None else command_field & 0x7FFF
-    if service is not None and (names := _SERVICE_NAMES.get(service)) is not None:
-        if (name := names.get(code)) is not None:
-            return name
+    names = _SERVICE_NAMES.get(service) if service is not None else None
+    if names is not None and (name := names.get(code)) is not None:
+        return name
     if (name := _GENERAL_NAMES.get(code)) is not None:
         return name
     high = code >> 8

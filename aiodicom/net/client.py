@@ -35,6 +35,7 @@ from ..ul.pdu import (
     UserIdentityRQ,
     UserInformation,
 )
+from . import qr
 from .association import Association, Dispatcher
 from .errors import ConnectionFailed, NoPresentationContext
 from .transport import open_connection, peer_address
@@ -154,6 +155,18 @@ class Client:
                     return ctx_id, EncodedDataset.from_dataset(encoded.dataset(), ts)
         raise NoPresentationContext(
             f"no accepted presentation context for {sop_class} in {encoded.transfer_syntax}")
+
+    def find(self, identifier: Any, *, model: str = "study", priority: int = 0):
+        """C-FIND: an async iterator of matching identifiers (see aiodicom.net.qr.find)."""
+        return qr.find(self, identifier, model=model, priority=priority)
+
+    def move(self, identifier: Any, destination: str, *, model: str = "study", priority: int = 0):
+        """C-MOVE: an async iterator of Progress, the final response last."""
+        return qr.move(self, identifier, destination, model=model, priority=priority)
+
+    def get(self, identifier: Any, *, model: str = "study", priority: int = 0):
+        """C-GET: an async iterator of Progress; instances arrive through connect()'s dispatcher."""
+        return qr.get(self, identifier, model=model, priority=priority)
 
     async def release(self) -> None:
         await self.assoc.release()

@@ -35,3 +35,15 @@ class AssociationTimeout(AssociationError, TimeoutError):
 
 class NoPresentationContext(AssociationError):
     """No accepted presentation context for what the caller wants to send."""
+
+
+class OperationFailed(Exception):
+    """A DIMSE operation ended with a failure status (the association itself is fine)."""
+
+    def __init__(self, response) -> None:
+        from ..dimse.status import describe
+
+        self.response = response
+        self.status = response.status
+        comment = getattr(response, "error_comment", None)
+        super().__init__(describe(response.status) + (f" ({comment})" if comment else ""))
