@@ -641,7 +641,7 @@ def _range_parts(vr: str, text: str) -> tuple[str, str] | None:
         if text.count("-") > 1:
             raise ValueError("more than one '-'")
         return tuple(text.split("-")) if "-" in text else None  # type: ignore[return-value]
-    if _DT_RE.fullmatch(text) and (len(text) < 5 or text[-5] not in "+-" or parse_offset(text[-5:])):
+    if _DT_RE.fullmatch(text) and (len(text) < 5 or text[-5] not in "+-" or parse_offset(text[-5:]) is not None):
         return None
     for i, c in enumerate(text):
         if c == "-":
@@ -752,7 +752,8 @@ def _matcher(key: Key, text: str, opts: _Options, frame: _Frame) -> Matcher | No
         return NumberMatcher(key, numbers, require_all)  # type: ignore[arg-type]
     if vr == "PN":
         mode = "fuzzy" if opts.fuzzy_pn else "folded" if opts.case_insensitive_pn else "exact"
-        pats = tuple(normalize_pn(v) for v in values)
+        # a key naming groups ("A*=" or "=B*") keeps its "=": each group then matches its own
+        pats = tuple("=".join(map(normalize_pn, v.split("="))) if "=" in v else normalize_pn(v) for v in values)
         return PersonNameMatcher(key, tuple(fold(p) for p in pats) if mode != "exact" else pats, mode)
     if vr in WILDCARD_VRS and any("*" in v or "?" in v for v in values):
         return WildcardMatcher(key, values)  # multiple value keys carry no wild cards (C.2.2.2.8)

@@ -24,6 +24,7 @@ from ..dimse.dataset import EncodedDataset
 from ..dimse.errors import DimseError
 from ..dimse.fragment import max_fragment_size
 from ..dimse.messages import CCancelRQ, Message, Request, Response, encode_message
+from ..dimse import status as st
 from ..dimse.status import Category
 from ..ul import events as ev
 from ..ul.constants import AbortReason, AbortSource
@@ -33,7 +34,7 @@ from ..ul.negotiation import Negotiated, negotiated
 from ..ul.pdu import Abort, AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.pdv import Pdv
 from .errors import AssociationAborted, AssociationError, AssociationRejected, AssociationTimeout
-from .sinks import Sink, SpoolSink
+from .sinks import ReceiveFailed, Sink, SpoolSink
 from .transport import RECEIVE_SIZE
 
 _FLUSH_BYTES = 1 << 20  # queue this much P-DATA before writing: few large writes beat many small ones
@@ -94,7 +95,7 @@ class Association:
         self._write_lock = anyio.Lock()
         self._message_lock = anyio.Lock()
         self._waiters: dict[int, MemoryObjectSendStream] = {}
-        self._incoming: tuple[Message, int, Sink | None, int] | None = None  # message, context, sink, bytes
+        self._incoming: tuple[Message, int, Sink | ReceiveFailed, int] | None = None  # message, context, sink, bytes
         self._inflight = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -282,18 +283,20 @@ class Association:
             assert self._incoming is not None
             message, cid, sink, size = self._incoming
             size += len(event.data)
-            if sink is not None:
+            if not isinstance(sink, ReceiveFailed):
                 if self.max_dataset_size is not None and size > self.max_dataset_size:
-                    sink.abort()  # keep reading to stay in step, answer 0xA700 at the end
-                    self.log.warning("data set larger than the limit, discarded", limit=self.max_dataset_size)
-                    sink = None
+                    sink = self._drop(sink, ReceiveFailed(st.OUT_OF_RESOURCES, "data set larger than accepted"))
                 else:
-                    sink.write(event.data)
+                    try:
+                        sink.write(event.data)
+                    except Exception as exc:  # e.g. ENOSPC: answer this request, keep the association
+                        status = getattr(exc, "status", st.OUT_OF_RESOURCES)
+                        sink = self._drop(sink, ReceiveFailed(status, str(exc) or type(exc).__name__))
             self._incoming = (message, cid, sink, size)
             if event.is_last:
                 self._incoming = None
-                payload = sink.close() if sink is not None else None
-                await self._complete(message, cid, payload, oversized=sink is None)
+                payload = sink if isinstance(sink, ReceiveFailed) else sink.close()
+                await self._complete(message, cid, payload)
             return
         message, cid = event.message, event.context_id
         if message.has_dataset:
@@ -301,7 +304,13 @@ class Association:
         else:
             await self._complete(message, cid, None)
 
-    def _open_sink(self, message: Message, context_id: int) -> Sink:
+    def _drop(self, sink: Sink, failure: ReceiveFailed) -> ReceiveFailed:
+        """Stop keeping a data set: the rest of its fragments are read and dropped."""
+        sink.abort()
+        self.log.warning("data set not kept", status=f"0x{failure.status:04X}", reason=failure.comment)
+        return failure
+
+    def _open_sink(self, message: Message, context_id: int) -> Sink | ReceiveFailed:
         if isinstance(message, Request) and self.dispatcher is not None:
             sink = self.dispatcher.open_sink(self, message, context_id)
             if sink is not None:
@@ -313,10 +322,10 @@ class Association:
         if self._incoming is not None:
             _, _, sink, _ = self._incoming
             self._incoming = None
-            if sink is not None:
+            if not isinstance(sink, ReceiveFailed):
                 sink.abort()
 
-    async def _complete(self, message: Message, context_id: int, payload: Any, *, oversized: bool = False) -> None:
+    async def _complete(self, message: Message, context_id: int, payload: Any) -> None:
         if isinstance(message, Response):
             waiter = self._waiters.get(message.message_id_being_responded_to)
             if waiter is None:
@@ -336,8 +345,6 @@ class Association:
             await self._window.acquire()  # backpressure: no more reading while the window is full
         self._inflight += 1
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        if oversized:
-            payload = _OVERSIZED
         self._tg.start_soon(self._serve, message, context_id, payload)
 
     async def _serve(self, message: Request, context_id: int, payload: Any) -> None:
@@ -477,17 +484,6 @@ class Association:
             await anyio.aclose_forcefully(self.stream)
             if self.error is None:
                 self.error = AssociationAborted(AbortSource.SERVICE_USER, 0, "aborted locally")
-
-
-class _Oversized:
-    """Payload marker: the data set was larger than max_dataset_size and was discarded."""
-
-
-_OVERSIZED = _Oversized()
-
-
-def is_oversized(payload: Any) -> bool:
-    return payload is _OVERSIZED
 
 
 def _close_payload(payload: Any) -> None:

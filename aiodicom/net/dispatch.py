@@ -17,6 +17,7 @@ import anyio
 
 from ..dimse import status as st
 from ..dimse.messages import MESSAGE_TYPES, CStoreRQ, Request, Response
+from .sinks import ReceiveFailed
 
 if TYPE_CHECKING:
     from .association import Association
@@ -56,7 +57,7 @@ class ServiceRequest:
 
 HandlerResult = Union[int, Result]
 Handler = Callable[[ServiceRequest], Union[Awaitable[HandlerResult], AsyncIterator[Any]]]
-SinkFactory = Callable[["Association", Request, int], Union["Sink", None]]
+SinkFactory = Callable[["Association", Request, int], Union["Sink", ReceiveFailed, None]]
 
 
 class Dispatcher:
@@ -85,7 +86,7 @@ class Dispatcher:
                 self.supported[uid] = self.supported.get(uid, frozenset()) | frozenset(transfer_syntaxes)
 
     # ---------------------------------------------------------------- the Association's interface
-    def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | None:
+    def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | ReceiveFailed | None:
         factory = self.sink_factories.get(type(message))
         return None if factory is None else factory(assoc, message, context_id)
 
@@ -99,6 +100,9 @@ class Dispatcher:
         req = ServiceRequest(message=message, context_id=context_id, abstract_syntax=abstract,
                              transfer_syntax=ts, payload=payload, assoc=assoc)
         rsp_type: type[Response] = MESSAGE_TYPES[message.command_field | 0x8000]  # type: ignore[assignment]
+        if isinstance(payload, ReceiveFailed):
+            await self._respond(req, rsp_type, Result(status=payload.status, error_comment=payload.comment))
+            return
         handler = self.handlers.get(type(message))
         if handler is None:
             # PS3.7 C.4.2: the operation is not one this SCP performs on this SOP class

@@ -1,8 +1,10 @@
 """Where the fragments of a received data set go while they arrive (PS3.7 §6.3.1: commands first,
-then the data set): a spool by default; a service may give its own (storage writes straight to the file)."""
+then the data set): a spool by default; a service may give its own (storage writes straight to the file),
+or refuse the data set before it arrives with a `ReceiveFailed`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..dimse.dataset import Spool
@@ -36,3 +38,15 @@ class SpoolSink:
 
     def abort(self) -> None:
         self._spool.discard()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveFailed:
+    """The payload of a request whose data set could not be kept (too large, disk full, ...).
+
+    The rest of its fragments were read and dropped so the association stays in step; the
+    dispatcher answers `status` without calling the handler.
+    """
+
+    status: int
+    comment: str

@@ -15,38 +15,13 @@ from ..archive.errors import ArchiveError
 from ..archive.filestore import FileStore, IncomingInstance, StoredInstance, StoreOutcome
 from ..dimse import status as st
 from ..dimse.messages import CStoreRQ
-from ..net.association import Association, is_oversized
+from ..net.association import Association
 from ..net.dispatch import Dispatcher, Result, ServiceRequest
+from ..net.sinks import ReceiveFailed
 from ..uids import ALL_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
 
 # Called with each stored instance before Success is answered (e.g. the archive index, a router's queue).
 OnStored = Callable[[StoredInstance, ServiceRequest], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Refused:
-    """The payload of a C-STORE refused before its data arrived (the data was read and dropped)."""
-
-    status: int
-    comment: str
-
-
-class _DropSink:
-    """Consumes a refused data set so the association stays in step; keeps nothing."""
-
-    __slots__ = ("refusal",)
-
-    def __init__(self, refusal: _Refused) -> None:
-        self.refusal = refusal
-
-    def write(self, data: memoryview) -> None:
-        pass
-
-    def close(self) -> _Refused:
-        return self.refusal
-
-    def abort(self) -> None:
-        pass
 
 
 class _FileSink:
@@ -100,15 +75,11 @@ class StorageService:
             )
         except ArchiveError as exc:
             assoc.log.warning("C-STORE refused", error=str(exc), sop_instance=message.affected_sop_instance_uid)
-            return _DropSink(_Refused(exc.status, str(exc)))
+            return ReceiveFailed(exc.status, str(exc))
         return _FileSink(incoming)
 
     async def handle(self, req: ServiceRequest) -> Result:
         payload = req.payload
-        if is_oversized(payload):
-            return Result(status=st.OUT_OF_RESOURCES, error_comment="data set larger than the server accepts")
-        if isinstance(payload, _Refused):
-            return Result(status=payload.status, error_comment=payload.comment)
         if not isinstance(payload, _Received):
             return Result(status=st.CANNOT_UNDERSTAND, error_comment="C-STORE-RQ without a data set")
         try:
