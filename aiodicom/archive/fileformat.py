@@ -20,7 +20,9 @@ MAGIC: Final = b"DICM"
 _PREFIX_LEN: Final = len(PREAMBLE) + len(MAGIC)
 
 # PS3.5 §7.1.2: explicit VR elements of these VRs have 2 reserved bytes and a 32-bit length.
-_LONG_VRS: Final = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_LONG_VRS: Final = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
 _SHORT: Final = struct.Struct("<HH2sH")
 _LONG: Final = struct.Struct("<HH2sHI")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Final
+from typing import Final, Self
 
 import anyio
 
@@ -155,7 +155,7 @@ class FileStore:
     def closed(self) -> bool:
         return self._lock_fd < 0
 
-    def __enter__(self) -> FileStore:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -292,8 +292,8 @@ class IncomingInstance:
     `await commit()`, or `abort()`. Used as a context manager, leaving without commit aborts."""
 
     __slots__ = (
-        "_store", "_fd", "_temp", "_state", "_head", "_size", "dataset_offset",
-        "sop_class_uid", "sop_instance_uid", "transfer_syntax",
+        "_fd", "_head", "_size", "_state", "_store", "_temp",
+        "dataset_offset", "sop_class_uid", "sop_instance_uid", "transfer_syntax",
     )  # fmt: skip
 
     def __init__(
@@ -327,7 +327,7 @@ class IncomingInstance:
     def temp_path(self) -> Path:
         return self._temp
 
-    def __enter__(self) -> IncomingInstance:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
@@ -368,7 +368,10 @@ class IncomingInstance:
             study, series = self._check(attrs)
             final = store.path_for(study, series, self.sop_instance_uid)
             job = CommitJob(
-                fd=self._fd, temp=str(self._temp), final=str(final), replace=store.duplicates is DuplicatePolicy.OVERWRITE
+                fd=self._fd,
+                temp=str(self._temp),
+                final=str(final),
+                replace=store.duplicates is DuplicatePolicy.OVERWRITE,
             )
             placement = await store._committer.commit(job)
         except BaseException:

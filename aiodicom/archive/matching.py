@@ -148,7 +148,7 @@ def _tm_bounds(text: str) -> tuple[int, int] | None:
         lo += int(m[4].ljust(6, "0"))
         span = 10 ** (6 - len(m[4])) - 1
     else:
-        span = 999_999 if m[3] else 60_000_000 - 1 if m[2] else 3_600_000_000 - 1
+        span = 999_999 if m[3] else 60_000_000 - 1 if m[2] else 3_600_000_000 - 2
     return lo, lo + span
 
 
@@ -428,7 +428,7 @@ class PersonNameMatcher(Matcher):
             return None
         filters: list[SqlFilter | None] = []
         for p in self.patterns:
-            if self.mode != "fuzzy" and "=" not in p and p.find("*") == len(p) - 1:
+            if self.mode != "fuzzy" and "=" not in p and len(p) > 1 and p.find("*") == len(p) - 1:
                 # "LIT*": a group starts with LIT ⇔ the value does (first group) or "=LIT" occurs in it
                 lit = _glob(p[:-1], "[^=]")
                 filters.append(SqlFilter(f"({expr} GLOB ? OR {expr} GLOB ?)", (lit + "*", "*=" + lit + "*"), True))
@@ -742,6 +742,8 @@ def _matcher(key: Key, text: str, opts: _Options, frame: _Frame) -> Matcher | No
         return EmptyValueMatcher(key)
     values = tuple(dict.fromkeys(v for v in ((value,) if vr in _SINGLE_VALUED else map(
         lambda s: clean(vr, s), value.split("\\"))) if v))
+    if not values or any(set(v) == {"*"} for v in values):
+        return None  # only separators, or a listed "*": nothing is excluded
     require_all = opts.multiple_value_matching and vr in _MULTI_VALUE_VRS and len(values) > 1
     if vr in DATETIME_VRS:
         return RangeMatcher(key, tuple(i for v in values for i in _intervals(vr, v, frame)), opts.ref)
@@ -754,6 +756,8 @@ def _matcher(key: Key, text: str, opts: _Options, frame: _Frame) -> Matcher | No
         mode = "fuzzy" if opts.fuzzy_pn else "folded" if opts.case_insensitive_pn else "exact"
         # a key naming groups ("A*=" or "=B*") keeps its "=": each group then matches its own
         pats = tuple("=".join(map(normalize_pn, v.split("="))) if "=" in v else normalize_pn(v) for v in values)
+        if any(not p.replace("=", "") for p in pats):
+            return None  # "^", "=" ...: only delimiters, no name to match
         return PersonNameMatcher(key, tuple(fold(p) for p in pats) if mode != "exact" else pats, mode)
     if vr in WILDCARD_VRS and any("*" in v or "?" in v for v in values):
         return WildcardMatcher(key, values)  # multiple value keys carry no wild cards (C.2.2.2.8)

@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders with --recursive")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="list only the files that did not get Success")
     p.set_defaults(func=main)
 
 
@@ -76,19 +77,25 @@ def plan(files: list[Path]) -> tuple[list[Item], list[Item]]:
 
 
 def batches(items: list[Item]) -> list[tuple[list[tuple[str, tuple[str, ...]]], list[Item]]]:
-    """Group files so each association proposes at most 128 presentation contexts (PS3.8 §9.3.2.2)."""
+    """Group files so each association proposes at most 128 presentation contexts (PS3.8 §9.3.2.2).
+
+    Each (SOP class, transfer syntax) gets a context of its own, so an acceptor that prefers another
+    syntax cannot make us convert what we could send as it is; an uncompressed file also gets a
+    second context with the other uncompressed syntaxes, used only when the first is refused.
+    """
     out: list[tuple[list[tuple[str, tuple[str, ...]]], list[Item]]] = []
     seen: dict[tuple[str, str], int] = {}
     for item in items:
         key = (item.sop_class, item.transfer_syntax)
         if key not in seen:
-            if not out or len(out[-1][0]) >= MAX_CONTEXTS:
+            proposals = [(item.sop_class, (item.transfer_syntax,))]
+            if is_uncompressed(item.transfer_syntax):
+                others = tuple(ts for ts in UNCOMPRESSED_TRANSFER_SYNTAXES if ts != item.transfer_syntax)
+                proposals.append((item.sop_class, others))
+            if not out or len(out[-1][0]) + len(proposals) > MAX_CONTEXTS:
                 out.append(([], []))
                 seen = {}
-            tss = (item.transfer_syntax,)
-            if is_uncompressed(item.transfer_syntax):
-                tss += tuple(ts for ts in UNCOMPRESSED_TRANSFER_SYNTAXES if ts != item.transfer_syntax)
-            out[-1][0].append((item.sop_class, tss))
+            out[-1][0].extend(proposals)
             seen[key] = len(out) - 1
         out[seen[key]][1].append(item)
     return out
@@ -124,15 +131,16 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     return _summary(items, unreadable + [Item(Path(e.split(":")[0]), outcome=e) for e in errors],
-                    time.monotonic() - started)
+                    time.monotonic() - started, quiet=args.quiet)
 
 
-def _summary(items: list[Item], unreadable: list[Item], elapsed: float) -> int:
+def _summary(items: list[Item], unreadable: list[Item], elapsed: float, *, quiet: bool) -> int:
+    """One line per file (its SOP Instance UID and status), then the totals."""
     ok = [i for i in items if i.code is not None and st.category(i.code) in (st.Category.SUCCESS, st.Category.WARNING)]
     failed = [i for i in items if i not in ok]
-    warnings = [i for i in ok if i.code != st.SUCCESS]
-    for item in failed + warnings:
-        print(f"{item.path}: {item.outcome}", file=sys.stderr)
+    for item in items:
+        if not quiet or item.code != st.SUCCESS:
+            print(f"{item.path} {item.sop_instance}: {item.outcome}", file=sys.stdout if item in ok else sys.stderr)
     volume = sum(i.size for i in ok)
     by_status = Counter(i.outcome for i in items)
     print(f"Stored {len(ok)}/{len(items) + len(unreadable)} instances ({volume / 1e6:.1f} MB) in {elapsed:.2f} s"

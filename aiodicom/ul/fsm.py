@@ -222,7 +222,7 @@ def aa_1(ul: UpperLayer, inp: Any) -> State:
         reason, detail = _abort_reason_for(inp)
         ul.queue_pdu(Abort(source=AbortSource.SERVICE_PROVIDER, reason=reason))
         ul.emit(ev.Aborted(source=AbortSource.SERVICE_PROVIDER, reason=reason, local=True,
-                           detail=detail.format(state=ul.state.name)))
+                           detail=detail.replace("{state}", ul.state.name)))
     ul.start_timer(ul.config.artim)
     return State.AWAITING_CLOSE
 
@@ -276,7 +276,7 @@ def aa_8(ul: UpperLayer, inp: Any) -> State:
     reason, detail = _abort_reason_for(inp)
     ul.queue_pdu(Abort(source=AbortSource.SERVICE_PROVIDER, reason=reason))
     ul.emit(ev.Aborted(source=AbortSource.SERVICE_PROVIDER, reason=reason, local=True,
-                       detail=detail.format(state=ul.state.name)))
+                       detail=detail.replace("{state}", ul.state.name)))
     ul.start_timer(ul.config.artim)
     return State.AWAITING_CLOSE
 
