@@ -111,7 +111,7 @@ def parse_file_meta(head: bytes | memoryview) -> FileMeta:
     n = len(mv)
     if n < _PREFIX_LEN:
         raise NeedMoreData({}, _PREFIX_LEN)
-    if mv[128:132] != MAGIC:
+    if bytes(mv[128:132]) != MAGIC:
         raise InvalidDataSet("not a PS3.10 file: no 'DICM' after the 128-byte preamble (PS3.10 §7.1)")
     values: dict[int, bytes] = {}
     pos = _PREFIX_LEN

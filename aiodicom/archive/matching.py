@@ -148,7 +148,7 @@ def _tm_bounds(text: str) -> tuple[int, int] | None:
         lo += int(m[4].ljust(6, "0"))
         span = 10 ** (6 - len(m[4])) - 1
     else:
-        span = 999_999 if m[3] else 60_000_000 - 1 if m[2] else 3_600_000_000 - 2
+        span = 999_999 if m[3] else 60_000_000 - 1 if m[2] else 3_600_000_000 - 1
     return lo, lo + span
 
 

@@ -83,7 +83,7 @@ def is_deflated(transfer_syntax: str) -> bool:
     return transfer_syntax in DEFLATED_SYNTAXES
 
 
-def inflate_head(raw: bytes | memoryview, limit: int) -> bytes:
+def inflate_head(raw: bytes | bytearray | memoryview, limit: int) -> bytes:
     """Inflate at most `limit` bytes from a prefix of a deflated data set (PS3.5 A.5).
 
     A prefix is fine: zlib returns whatever the given input decodes to. Corrupt input → PeekError.
@@ -234,6 +234,8 @@ class Scanner:
 
     @staticmethod
     def _tag_at(mv: memoryview, p: int, big: bool) -> int:
+        grp: int
+        elem: int
         grp, elem = (_BE_TAG if big else _LE_TAG).unpack_from(mv, p)
         return grp << 16 | elem
 
@@ -367,4 +369,4 @@ def decode_text(raw: bytes, specific_character_set: bytes | None = None) -> str:
 
     terms = text_value(specific_character_set or b"").split("\\")
     encodings = convert_encodings([t.strip() for t in terms]) if any(terms) else ["iso8859"]
-    return decode_bytes(raw.rstrip(b"\x00 "), encodings, _RESETS)
+    return decode_bytes(raw.rstrip(b"\x00 "), encodings, set(_RESETS))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import echo, query, serve, store
+from . import echo, index, query, serve, store
 from .common import run
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiodicom", description="asyncio DICOM network engine")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (echo, store, query, serve):
+    for module in (echo, store, query, serve, index):
         module.register(sub)
     return p
 

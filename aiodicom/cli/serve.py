@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import signal
+import tomllib
 from pathlib import Path
 
 import anyio
 
 from ..archive.filestore import DuplicatePolicy, FileStore
+from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
+from ..archive.index_sqlite import SqliteIndex
+from ..archive.rebuild import rebuild_index, storage_files
 from ..log import get_logger
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
 from ..net.transport import server_ssl_context
-from ..services import storage, verification
+from ..services import query, retrieve, storage, verification
+from ..services.retrieve import Peer
 from ..ul.machine import UlConfig
-from .common import EXIT_OK, add_log_options, setup_logging
+from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,15 +51,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the key of --tls-cert")
     p.add_argument("--tls-ca", metavar="FILE", help="require client certificates signed by this CA")
+    p.add_argument("--peer", action="append", default=[], metavar="AET=HOST:PORT",
+                   help="a C-MOVE destination (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with a [peers] table: AET = \"host:port\"")
+    p.add_argument("--case-insensitive-pn", action="store_true", help="match person names ignoring case")
     add_log_options(p)
     p.set_defaults(func=main)
 
 
-def build(args: argparse.Namespace) -> tuple[Server, FileStore]:
-    store = FileStore(Path(args.storage), sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
+def parse_peer(spec: str) -> tuple[str, Peer]:
+    """AET=HOST:PORT (IPv6 hosts in brackets: AET=[::1]:104)."""
+    aet, sep, where = spec.partition("=")
+    host, colon, port = where.rpartition(":")
+    if not (sep and colon and aet and host and port.isdigit()):
+        raise ValueError(f"not AET=HOST:PORT: {spec!r}")
+    return aet.strip(), Peer(host.strip("[]"), int(port))
+
+
+def load_peers(args: argparse.Namespace) -> dict[str, Peer]:
+    peers: dict[str, Peer] = {}
+    if args.config:
+        with open(args.config, "rb") as f:
+            table = tomllib.load(f).get("peers", {})
+        for aet, where in table.items():
+            peers.update([parse_peer(f"{aet}={where}")])
+    peers.update(parse_peer(spec) for spec in args.peer)
+    return peers
+
+
+def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex) -> Server:
     dispatcher = Dispatcher()
     verification.install(dispatcher)
-    storage.install(dispatcher, store)
+
+    async def index_it(stored, req) -> None:
+        try:
+            await index.add([IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
+                                         sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
+                                         attributes=stored.attributes)])
+        except Exception:  # the file is durable and the truth: `aiodicom index rebuild` recovers the index
+            req.assoc.log.exception("indexing failed", path=str(stored.path))
+
+    storage.install(dispatcher, store, on_stored=index_it)
+    query.install(dispatcher, index, case_insensitive_pn=args.case_insensitive_pn)
+    retrieve.install(dispatcher, index, peers=load_peers(args), ae_title=args.aet)
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
     config = ServerConfig(
         host=args.host, port=args.port, ae_title=args.aet, promiscuous=args.promiscuous,
@@ -65,19 +104,30 @@ def build(args: argparse.Namespace) -> tuple[Server, FileStore]:
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
         max_dataset_size=args.max_dataset_size, spool_dir=str(store.incoming), ssl_context=ssl_context,
     )
-    return Server(config, dispatcher), store
+    return Server(config, dispatcher)
 
 
 async def main(args: argparse.Namespace) -> int:
     setup_logging(args, default="info")
     log = get_logger()
-    server, store = build(args)
-    log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, server)
-            await server.serve()
-            tg.cancel_scope.cancel()
+        load_peers(args)
+    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+        return fail(f"bad peer configuration: {exc}", EXIT_USAGE)
+    root = Path(args.storage)
+    store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
+    try:
+        if not (root / INDEX_FILENAME).exists() and any(storage_files(root)):
+            log.info("no index for a storage folder with files: rebuilding it")
+            stats = await anyio.to_thread.run_sync(rebuild_index, root)
+            log.info("index rebuilt", indexed=stats.indexed, unreadable=len(stats.unreadable))
+        async with await SqliteIndex.open(root) as index:
+            server = build(args, store, index)
+            log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, server)
+                await server.serve()
+                tg.cancel_scope.cancel()
     finally:
         store.close()
     log.info("stopped")

@@ -68,6 +68,9 @@ class Dispatcher:
         self.sink_factories: dict[type[Request], SinkFactory] = {}
         self.supported: dict[str, frozenset[str]] = {}
         self.scp_role_classes: set[str] = set()
+        # SOP class → answer to its SOP class extended negotiation (PS3.7 D.3.3.5): proposed bytes in,
+        # accepted bytes out (None: no answer, the defaults apply)
+        self.extended: dict[str, Callable[[bytes], bytes | None]] = {}
         self._operations: dict[tuple[int, int], ServiceRequest] = {}
 
     def add(self, request_type: type[Request], handler: Handler, *, sink: SinkFactory | None = None) -> None:
@@ -84,6 +87,10 @@ class Dispatcher:
         else:
             for uid in abstract_syntaxes:
                 self.supported[uid] = self.supported.get(uid, frozenset()) | frozenset(transfer_syntaxes)
+
+    def answer_extended(self, sop_class_uid: str, info: bytes) -> bytes | None:
+        answer = self.extended.get(sop_class_uid)
+        return None if answer is None else answer(info)
 
     # ---------------------------------------------------------------- the Association's interface
     def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | ReceiveFailed | None:

@@ -81,6 +81,7 @@ class Server:
             max_operations_performed=c.max_operations,
             max_operations_invoked=1,
             scp_role_for_requestor=frozenset(self.dispatcher.scp_role_classes),
+            extended=lambda item: self.dispatcher.answer_extended(item.sop_class_uid, item.info),
         )
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -1,0 +1,255 @@
+"""Query/Retrieve C-MOVE and C-GET SCP (PS3.4 C.4.2, C.4.3).
+
+C-MOVE opens a sub-association to the destination (an AE we know by title) proposing exactly the
+SOP classes and transfer syntaxes of the matched instances: each stored syntax in a context of its
+own, plus an uncompressed fallback. C-GET sends the C-STORE sub-operations back on the requesting
+association, in the contexts (and SCP/SCU roles) the requestor negotiated. Both report progress as
+Pending responses with sub-operation counts, honour C-CANCEL between sub-operations and list what
+failed in Failed SOP Instance UID List.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from pydicom import Dataset
+
+from ..archive.index import MODEL_LEVELS, UNIQUE_KEYS, ArchiveIndex, Level, Model, StoredInstance
+from ..dimse import status as st
+from ..dimse.dataset import EncodedDataset
+from ..dimse.messages import CGetRQ, CMoveRQ
+from ..net.client import Client, connect
+from ..net.dispatch import Dispatcher, Result, ServiceRequest
+from ..net.errors import AssociationError, NoPresentationContext
+from ..uids import (
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    PATIENT_STUDY_ONLY_GET,
+    PATIENT_STUDY_ONLY_MOVE,
+    STORAGE_SOP_CLASSES,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+    is_uncompressed,
+)
+from .query import IdentifierError
+
+MOVE_MODELS = {PATIENT_ROOT_MOVE: Model.PATIENT_ROOT, STUDY_ROOT_MOVE: Model.STUDY_ROOT,
+               PATIENT_STUDY_ONLY_MOVE: Model.PATIENT_STUDY_ONLY}
+GET_MODELS = {PATIENT_ROOT_GET: Model.PATIENT_ROOT, STUDY_ROOT_GET: Model.STUDY_ROOT,
+              PATIENT_STUDY_ONLY_GET: Model.PATIENT_STUDY_ONLY}
+MAX_CONTEXTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A move destination: where an AE title lives."""
+
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
+@dataclass(slots=True)
+class Counts:
+    remaining: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    def pending(self) -> Result:
+        return Result(status=st.PENDING, fields=self._fields(remaining=True))
+
+    def _fields(self, *, remaining: bool) -> dict[str, int]:
+        out = {"completed": self.completed, "failed": self.failed, "warning": self.warning}
+        if remaining:
+            out["remaining"] = self.remaining
+        return out
+
+    def final(self, *, cancelled: bool = False, comment: str | None = None) -> Result:
+        """PS3.4 C.4.2.1.5: Success, Warning B000 (some failed or warned), A702 (none completed), Cancel."""
+        if cancelled:
+            status = st.CANCEL
+        elif self.failed and not self.completed and not self.warning:
+            status = st.OUT_OF_RESOURCES_SUBOPERATIONS
+        elif self.failed or self.warning:
+            status = st.SUBOPERATIONS_COMPLETE_WITH_FAILURES
+        else:
+            status = st.SUCCESS
+        dataset = None
+        if self.failed_uids:
+            dataset = Dataset()
+            dataset.FailedSOPInstanceUIDList = self.failed_uids if len(self.failed_uids) > 1 else self.failed_uids[0]
+        return Result(status=status, dataset=dataset, error_comment=comment,
+                      fields=self._fields(remaining=cancelled))
+
+    def add(self, status: int | None, uid: str) -> None:
+        self.remaining -= 1
+        category = None if status is None else st.category(status)
+        if category is st.Category.SUCCESS:
+            self.completed += 1
+        elif category is st.Category.WARNING:
+            self.warning += 1
+        else:
+            self.failed += 1
+            self.failed_uids.append(uid)
+
+
+def retrieve_keys(identifier: Dataset, model: Model) -> tuple[Level, dict[str, list[str]]]:
+    """The level and the unique keys that select what to retrieve (PS3.4 C.4.2.2.1): the key of the
+    level (one value or a list of UIDs) and the single unique keys of the levels above."""
+    raw = identifier.get("QueryRetrieveLevel")
+    try:
+        level = Level(str(raw or "").strip().upper())
+    except ValueError:
+        raise IdentifierError(f"unknown Query/Retrieve Level {raw!r}", (0x00080052,)) from None
+    levels = MODEL_LEVELS[model]
+    if level not in levels:
+        raise IdentifierError(f"level {level} does not exist in this information model", (0x00080052,))
+    uids: dict[str, list[str]] = {}
+    for lv in levels[: levels.index(level) + 1]:
+        key = UNIQUE_KEYS[lv]
+        value = identifier.get(key)
+        if value is None or value == "":
+            values = []
+        elif isinstance(value, str):
+            values = [v for v in value.split("\\") if v]
+        else:  # a multi-valued UI key: a list of UIDs (C.2.2.2.2)
+            values = [str(v) for v in value if v]
+        if lv == level and not values:
+            raise IdentifierError(f"{key} is required for a {level} level retrieve")
+        if values:
+            uids[key] = values
+    return level, uids
+
+
+class RetrieveService:
+    def __init__(self, index: ArchiveIndex, *, peers: Mapping[str, Peer] | None = None, ae_title: str = "AIODICOM",
+                 dimse_timeout: float = 60.0) -> None:
+        self.index = index
+        self.peers = dict(peers or {})
+        self.ae_title = ae_title
+        self.dimse_timeout = dimse_timeout
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.support([*MOVE_MODELS, *GET_MODELS], UNCOMPRESSED_TRANSFER_SYNTAXES)
+        for uid in (*MOVE_MODELS, *GET_MODELS):
+            dispatcher.extended[uid] = lambda info: bytes(1 if b == 1 else 0 for b in info[:1])  # relational-retrieval
+        dispatcher.add(CMoveRQ, self.move)
+        dispatcher.add(CGetRQ, self.get)
+        # a C-GET SCU receives its instances as an SCP: accept that role for every storage class (C.4.3.1)
+        dispatcher.scp_role_classes.update(STORAGE_SOP_CLASSES)
+
+    async def _select(self, req: ServiceRequest, models: Mapping[str, Model]) -> list[StoredInstance]:
+        model = models[req.message.affected_sop_class_uid]
+        identifier = req.dataset()
+        if identifier is None:
+            raise IdentifierError("request without identifier")
+        level, uids = retrieve_keys(identifier, model)
+        return [inst async for inst in self.index.instances(level, uids)]
+
+    async def move(self, req: ServiceRequest) -> AsyncIterator[Result]:
+        destination = req.message.move_destination.strip()
+        peer = self.peers.get(destination)
+        if peer is None:
+            yield Result(status=st.MOVE_DESTINATION_UNKNOWN, error_comment=f"unknown destination {destination!r}")
+            return
+        try:
+            instances = await self._select(req, MOVE_MODELS)
+        except IdentifierError as exc:
+            yield exc.result()
+            return
+        counts = Counts(remaining=len(instances))
+        if not instances:
+            yield counts.final()
+            return
+        contexts = sub_association_contexts(instances)
+        try:
+            async with connect(peer.host, peer.port, calling_ae=self.ae_title, called_ae=destination,
+                               contexts=contexts, ssl_context=peer.ssl_context, dimse_timeout=self.dimse_timeout,
+                               log=req.assoc.log.bind(sub_association=destination)) as sub:
+                origin = (req.assoc.calling_ae, req.message.message_id)
+                async for result in self._sub_operations(req, instances, counts, lambda inst: _store(sub, inst, origin)):
+                    yield result
+        except AssociationError as exc:
+            for inst in instances[counts.completed + counts.failed + counts.warning:]:
+                counts.add(None, inst.sop_instance_uid)
+            yield counts.final(comment=f"sub-association to {destination}: {exc}")
+
+    async def get(self, req: ServiceRequest) -> AsyncIterator[Result]:
+        try:
+            instances = await self._select(req, GET_MODELS)
+        except IdentifierError as exc:
+            yield exc.result()
+            return
+        counts = Counts(remaining=len(instances))
+        back = Client(req.assoc)
+        roles = req.assoc.negotiated.roles
+
+        async def store_back(inst: StoredInstance) -> int | None:
+            # PS3.4 C.4.3.1: the requestor must have accepted the SCP role for the instance's class
+            if not roles.get(inst.sop_class_uid, (True, False))[1]:
+                return None
+            return await _store(back, inst, None)
+
+        async for result in self._sub_operations(req, instances, counts, store_back):
+            yield result
+
+    async def _sub_operations(self, req, instances, counts, store) -> AsyncIterator[Result]:
+        for inst in instances:
+            if req.cancelled.is_set():
+                yield counts.final(cancelled=True)
+                return
+            status = await store(inst)
+            counts.add(status, inst.sop_instance_uid)
+            if counts.remaining:
+                yield counts.pending()
+        yield counts.final()
+
+
+async def _store(client: Client, inst: StoredInstance, origin: tuple[str, int] | None) -> int | None:
+    """One C-STORE sub-operation; None when it could not even be sent (no context, file gone)."""
+    try:
+        encoded, _ = EncodedDataset.from_file(inst.path)
+    except (OSError, ValueError):
+        return None
+    try:
+        status = await client.store(encoded, sop_class_uid=inst.sop_class_uid, sop_instance_uid=inst.sop_instance_uid,
+                                    move_originator=origin)
+    except NoPresentationContext:
+        return None  # the peer accepted no context this instance can travel in
+    except AssociationError:
+        raise
+    except Exception:
+        return None  # e.g. an uncompressed conversion pydicom could not do
+    finally:
+        with contextlib.suppress(Exception):
+            encoded.close()
+    return status.code
+
+
+def sub_association_contexts(instances: list[StoredInstance]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each (SOP class, stored syntax) in a context of its own, plus one uncompressed fallback per class."""
+    contexts: list[tuple[str, tuple[str, ...]]] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for inst in instances:
+        wanted = [(inst.sop_class_uid, (inst.transfer_syntax,))]
+        fallback = tuple(ts for ts in UNCOMPRESSED_TRANSFER_SYNTAXES if ts != inst.transfer_syntax
+                         or not is_uncompressed(inst.transfer_syntax))
+        wanted.append((inst.sop_class_uid, fallback))
+        for ctx in wanted:
+            if ctx not in seen and len(contexts) < MAX_CONTEXTS:
+                seen.add(ctx)
+                contexts.append(ctx)
+    return contexts
+
+
+def install(dispatcher: Dispatcher, index: ArchiveIndex, **kwargs) -> RetrieveService:
+    service = RetrieveService(index, **kwargs)
+    service.install(dispatcher)
+    return service
+
