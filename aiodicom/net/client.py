@@ -17,7 +17,18 @@ import anyio
 
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
-from ..dimse.messages import CEchoRQ, CStoreRQ, Request, Response
+from ..dimse.messages import (
+    CEchoRQ,
+    CStoreRQ,
+    NActionRQ,
+    NCreateRQ,
+    NDeleteRQ,
+    NEventReportRQ,
+    NGetRQ,
+    NSetRQ,
+    Request,
+    Response,
+)
 from ..implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..log import get_logger
 from ..uids import (
@@ -78,6 +89,19 @@ class Status:
     def __str__(self) -> str:
         comment = self.error_comment
         return st.describe(self.code) + (f" ({comment})" if comment else "")
+
+
+@dataclass(frozen=True, slots=True)
+class NResult:
+    """A DIMSE-N response: its status, its data set (decoded) and the SOP Instance UID it concerns."""
+
+    status: Status
+    dataset: Any = None
+    sop_instance_uid: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
 
 
 def context_list(contexts: Iterable[str | tuple[str, Sequence[str]]]) -> tuple[PresentationContextRQ, ...]:
@@ -155,6 +179,58 @@ class Client:
                     return ctx_id, EncodedDataset.from_dataset(encoded.dataset(), ts)
         raise NoPresentationContext(
             f"no accepted presentation context for {sop_class} in {encoded.transfer_syntax}")
+
+    # ---- DIMSE-N (PS3.7 §10): the data set of the request goes in the context's syntax ----------
+    async def _n_request(self, message: Request, sop_class: str, dataset: Any) -> NResult:
+        cid = self.context_for(sop_class)
+        data = None
+        if dataset is not None:
+            data = dataset if isinstance(dataset, EncodedDataset) else \
+                EncodedDataset.from_dataset(dataset, self.assoc.transfer_syntax(cid))
+        rsp, payload = await self.assoc.request(message, cid, data)
+        try:
+            decoded = payload.dataset() if payload is not None else None
+        finally:
+            if payload is not None:
+                payload.close()
+        return NResult(Status(rsp.status, rsp), decoded,
+                       getattr(rsp, "affected_sop_instance_uid", None) or getattr(message, "affected_sop_instance_uid",
+                                                                                 None))
+
+    async def n_create(self, sop_class: str, attributes: Any = None, *, instance_uid: str | None = None) -> NResult:
+        """N-CREATE; the SCP assigns the SOP Instance UID when none is given (PS3.7 §10.1.5)."""
+        msg = NCreateRQ(message_id=self.next_message_id(), affected_sop_class_uid=sop_class,
+                        affected_sop_instance_uid=instance_uid, has_dataset=attributes is not None)
+        return await self._n_request(msg, sop_class, attributes)
+
+    async def n_set(self, sop_class: str, instance_uid: str, modifications: Any) -> NResult:
+        msg = NSetRQ(message_id=self.next_message_id(), requested_sop_class_uid=sop_class,
+                     requested_sop_instance_uid=instance_uid)
+        return await self._n_request(msg, sop_class, modifications)
+
+    async def n_get(self, sop_class: str, instance_uid: str, attributes: Iterable[int] | None = None) -> NResult:
+        msg = NGetRQ(message_id=self.next_message_id(), requested_sop_class_uid=sop_class,
+                     requested_sop_instance_uid=instance_uid,
+                     attribute_identifier_list=tuple(attributes) if attributes is not None else None)
+        return await self._n_request(msg, sop_class, None)
+
+    async def n_action(self, sop_class: str, instance_uid: str, action_type: int, information: Any = None) -> NResult:
+        msg = NActionRQ(message_id=self.next_message_id(), requested_sop_class_uid=sop_class,
+                        requested_sop_instance_uid=instance_uid, action_type_id=action_type,
+                        has_dataset=information is not None)
+        return await self._n_request(msg, sop_class, information)
+
+    async def n_delete(self, sop_class: str, instance_uid: str) -> NResult:
+        msg = NDeleteRQ(message_id=self.next_message_id(), requested_sop_class_uid=sop_class,
+                        requested_sop_instance_uid=instance_uid)
+        return await self._n_request(msg, sop_class, None)
+
+    async def n_event_report(self, sop_class: str, instance_uid: str, event_type: int,
+                             information: Any = None) -> NResult:
+        msg = NEventReportRQ(message_id=self.next_message_id(), affected_sop_class_uid=sop_class,
+                             affected_sop_instance_uid=instance_uid, event_type_id=event_type,
+                             has_dataset=information is not None)
+        return await self._n_request(msg, sop_class, information)
 
     def find(self, identifier: Any, *, model: str = "study", priority: int = 0):
         """C-FIND: an async iterator of matching identifiers (see aiodicom.net.qr.find)."""

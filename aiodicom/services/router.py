@@ -1,0 +1,57 @@
+"""Several services behind one DIMSE request type, chosen by SOP class.
+
+A dispatcher holds one handler per request type; N-CREATE serves MPPS and Print, N-ACTION serves
+Storage Commitment and Print, and so on. A `SopClassRouter` is that one handler: it looks at the
+SOP class the message names (Affected or Requested SOP Class UID) and calls the service for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..dimse import status as st
+from ..dimse.messages import Request
+from ..net.dispatch import Dispatcher, Handler, Result, ServiceRequest
+
+
+def message_sop_class(message: Request) -> str:
+    return getattr(message, "affected_sop_class_uid", None) or getattr(message, "requested_sop_class_uid", None) or ""
+
+
+class SopClassRouter:
+    """Routes (request type, SOP class) to a handler; one router per dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.routes: dict[type[Request], dict[str, Handler]] = {}
+
+    @classmethod
+    def for_dispatcher(cls, dispatcher: Dispatcher) -> SopClassRouter:
+        router = getattr(dispatcher, "_sop_class_router", None)
+        if router is None:
+            router = cls(dispatcher)
+            dispatcher._sop_class_router = router  # type: ignore[attr-defined]
+        return router
+
+    def add(self, request_type: type[Request], sop_class_uid: str, handler: Handler) -> None:
+        table = self.routes.setdefault(request_type, {})
+        if not table:
+            self.dispatcher.add(request_type, self._route_for(table))
+        table[sop_class_uid] = handler
+
+    @staticmethod
+    def _route_for(table: dict[str, Handler]) -> Callable[[ServiceRequest], Any]:
+        def route(req: ServiceRequest) -> Any:
+            handler = table.get(message_sop_class(req.message))
+            if handler is None:
+                return _no_such_class(req)
+            return handler(req)
+
+        return route
+
+
+async def _no_such_class(req: ServiceRequest) -> Result:
+    """PS3.7 C.5.11: the SOP class the message names is not one this SCP serves for this operation."""
+    return Result(status=st.NO_SUCH_SOP_CLASS,
+                  error_comment=f"{type(req.message).__name__} not supported for {message_sop_class(req.message)}")
