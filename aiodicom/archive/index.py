@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, encode_string
@@ -76,7 +76,7 @@ INDEXED_KEYWORDS: Final = (
     "PatientBirthDate", "PatientSex", "OtherPatientIDs", "BodyPartExamined", "StudyInstanceUID",
     "SeriesInstanceUID", "StudyID", "SeriesNumber", "InstanceNumber",
 )
-INDEXED_TAGS: Final[tuple[int, ...]] = tuple(sorted(tag_for_keyword(k) for k in INDEXED_KEYWORDS))  # type: ignore[type-var]
+INDEXED_TAGS: Final[tuple[int, ...]] = tuple(sorted(int(tag_for_keyword(k) or 0) for k in INDEXED_KEYWORDS))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,9 +109,11 @@ class IndexRecord:
                 attrs[tag] = bytes(elem.value)
                 continue
             attrs[tag] = encode_string("\\".join(candidate_values(dictionary_VR(tag), elem.value)), encodings)
-        uid = lambda keyword: (attrs.get(tag_for_keyword(keyword)) or b"").decode("ascii", "replace").strip(" \0")  # noqa: E731
+        def uid(tag: int) -> str:
+            return attrs.get(tag, b"").decode("ascii", "replace").strip(" \0")
+
         return cls(path=Path(path), size=size, transfer_syntax=transfer_syntax,
-                   sop_class_uid=uid("SOPClassUID"), sop_instance_uid=uid("SOPInstanceUID"), attributes=attrs)
+                   sop_class_uid=uid(0x00080016), sop_instance_uid=uid(0x00080018), attributes=attrs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,10 +182,11 @@ class ArchiveIndex(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
-    async def __aenter__(self) -> ArchiveIndex:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
         await self.close()
 
 

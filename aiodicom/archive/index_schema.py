@@ -174,7 +174,10 @@ def decode(record: IndexRecord, storage_dir: Path) -> Decoded:
         stored_path = path.relative_to(storage_dir).as_posix()  # relative: the archive folder can move
     except ValueError:
         stored_path = str(path)
-    first = lambda k: t.get(k, "").split("\\")[0]  # noqa: E731
+
+    def first(keyword: str) -> str:
+        return t.get(keyword, "").split("\\")[0]
+
     return Decoded(
         patient_id=t.get("PatientID", ""),
         patient=(t.get("PatientName", ""), fold(t.get("PatientName", "")), t.get("PatientBirthDate", ""),
@@ -216,8 +219,8 @@ def _upsert(conn: sqlite3.Connection, t: Touched, table: str, key_col: str, key:
     row = conn.execute(f"SELECT pk{parent} FROM {table} WHERE {key_col} = ?", (key,)).fetchone()
     if row is None:
         names = [key_col, *([parent_col] if parent_col else []), *cols]
-        pk = conn.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                          (key, *([parent_pk] if parent_col else []), *values)).lastrowid
+        pk = int(conn.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                              (key, *([parent_pk] if parent_col else []), *values)).lastrowid or 0)
     else:
         pk = row[0]
         sets = [f"{c} = coalesce(?, {c})" if c in _NUMERIC_COLS else f"{c} = coalesce(nullif(?, ''), {c})"
@@ -230,7 +233,7 @@ def _upsert(conn: sqlite3.Connection, t: Touched, table: str, key_col: str, key:
         conn.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE pk = ?",
                      (*([parent_pk] if parent_col else []), *values, pk))
     t.cache[(table, key)] = (pk, parent_pk, values)
-    return pk  # type: ignore[return-value]
+    return pk
 
 
 def add_records(conn: sqlite3.Connection, t: Touched, records: Iterable[IndexRecord], storage_dir: Path) -> None:
@@ -246,7 +249,8 @@ def add_decoded(conn: sqlite3.Connection, t: Touched, d: Decoded) -> None:
     row = conn.execute("SELECT series_pk FROM instance WHERE SOPInstanceUID = ?", (d.sop_instance_uid,)).fetchone()
     if row is None:
         conn.execute(f"INSERT INTO instance (SOPInstanceUID, series_pk, {', '.join(INSTANCE_COLS)}) "
-                     f"VALUES (?, ?, {', '.join('?' * len(INSTANCE_COLS))})", (d.sop_instance_uid, series_pk, *d.instance))
+                     f"VALUES (?, ?, {', '.join('?' * len(INSTANCE_COLS))})",
+                     (d.sop_instance_uid, series_pk, *d.instance))
         t.series.add(series_pk)
         return
     conn.execute(f"UPDATE instance SET series_pk = ?, {', '.join(c + ' = ?' for c in INSTANCE_COLS)} "
@@ -256,7 +260,8 @@ def add_decoded(conn: sqlite3.Connection, t: Touched, d: Decoded) -> None:
 
 
 def remove_instance(conn: sqlite3.Connection, t: Touched, sop_instance_uid: str) -> bool:
-    row = conn.execute("DELETE FROM instance WHERE SOPInstanceUID = ? RETURNING series_pk", (sop_instance_uid,)).fetchone()
+    row = conn.execute("DELETE FROM instance WHERE SOPInstanceUID = ? RETURNING series_pk",
+                       (sop_instance_uid,)).fetchone()
     if row is None:
         return False
     t.series.add(row[0])

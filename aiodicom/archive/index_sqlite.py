@@ -49,6 +49,10 @@ class IndexClosedError(RuntimeError):
     """The index was closed while (or before) the operation was submitted."""
 
 
+class _Unavailable(Exception):
+    """BEGIN failed: the database, not a job, is the problem."""
+
+
 def _waker() -> tuple[anyio.Event, Callable[[], None]]:
     """An event the writer thread can set without ever waiting for the event loop."""
     event = anyio.Event()
@@ -89,11 +93,13 @@ class SqliteIndex(ArchiveIndex):
         self._max_batch = max_batch
         self._chunk_size = chunk_size
         self._limiter = anyio.CapacityLimiter(readers)
+        self._idle_readers = 2 * readers  # connections kept open between queries
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         self._fatal: BaseException | None = None
+        self.commits = 0  # write transactions committed (group commit makes it far below add() calls)
         self._thread = threading.Thread(target=self._write_loop, name=f"index-writer:{self.path}", daemon=True)
 
     @classmethod
@@ -153,39 +159,44 @@ class SqliteIndex(ArchiveIndex):
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
             self._transaction(conn, batch)
-        except Exception:
+        except _Unavailable as exc:  # still locked by another process after busy_timeout: all fail alike
+            for job in batch:
+                job.error = exc.__cause__
+        except Exception as exc:
             if len(batch) == 1:
-                self._fail(conn, batch[0])
+                batch[0].error = exc
                 return
             for job in batch:  # one bad job must not fail the others: retry each alone
-                self._fail(conn, job)
+                try:
+                    self._transaction(conn, [job])
+                except Exception as alone:
+                    job.error = alone.__cause__ if isinstance(alone, _Unavailable) else alone
 
-    def _fail(self, conn: sqlite3.Connection, job: _Job) -> None:
-        try:
-            self._transaction(conn, [job])
-        except Exception as exc:
-            job.error = exc
-
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         touched = schema.Touched()
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock between processes
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock between processes
+        except sqlite3.OperationalError as exc:
+            raise _Unavailable from exc
         try:
             results = [job.run(conn, touched) for job in jobs]
             schema.finish(conn, touched)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolls back by itself after some errors (e.g. disk full)
+                conn.execute("ROLLBACK")
             raise
+        self.commits += 1
         for job, result in zip(jobs, results):
             job.result = result
 
     async def _submit(self, run: Callable[[sqlite3.Connection, schema.Touched], T], weight: int = 1) -> T:
-        if self._closed:
-            raise IndexClosedError(f"{self.path} is closed")
         event, wake = _waker()
         job = _Job(run, weight, wake)
-        self._jobs.put(job)
+        with self._lock:  # never behind close()'s stop marker, where nobody would run it
+            if self._closed:
+                raise IndexClosedError(f"{self.path} is closed")
+            self._jobs.put(job)
         await event.wait()  # if cancelled, the job still completes: indexing is idempotent
         if job.error is not None:
             raise job.error
@@ -215,7 +226,7 @@ class SqliteIndex(ArchiveIndex):
         if cursor is not None:
             cursor.close()  # ends the read transaction (the WAL snapshot) now, not at GC
         with self._lock:
-            if not self._closed:
+            if not self._closed and self._readers.qsize() < self._idle_readers:
                 self._readers.put(conn)
                 return
         conn.close()
@@ -237,8 +248,9 @@ class SqliteIndex(ArchiveIndex):
         cursor: sqlite3.Cursor | None = None
         try:
             cursor = await anyio.to_thread.run_sync(conn.execute, sql, params, limiter=self._limiter)
+            fetch = functools.partial(_fetch, cursor, convert, self._chunk_size)
             while True:
-                chunk, done = await anyio.to_thread.run_sync(self._fetch, cursor, convert, limiter=self._limiter)
+                chunk, done = await anyio.to_thread.run_sync(fetch, limiter=self._limiter)
                 for item in chunk:
                     yield item
                 if done:
@@ -246,17 +258,6 @@ class SqliteIndex(ArchiveIndex):
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._release, conn, cursor)
-
-    def _fetch(self, cursor: sqlite3.Cursor, convert: Callable[[tuple[Any, ...]], T | None]) -> tuple[list[T], bool]:
-        out: list[T] = []
-        for _ in range(_MAX_EMPTY_CHUNKS):
-            rows = cursor.fetchmany(self._chunk_size)
-            if not rows:
-                return out, True
-            out.extend(item for item in map(convert, rows) if item is not None)
-            if out:
-                break
-        return out, False
 
     async def query(self, level: Level, query: Query, *, model: Model = Model.STUDY_ROOT) -> AsyncIterator[Row]:
         check_level(level, model)
@@ -299,13 +300,26 @@ class SqliteIndex(ArchiveIndex):
             if self._closed:
                 return
             self._closed = True
-        self._jobs.put(None)
+            self._jobs.put(None)
         await anyio.to_thread.run_sync(self._thread.join)
         while True:
             try:
                 self._readers.get_nowait().close()
             except queue.Empty:
                 break
+
+
+def _fetch(cursor: sqlite3.Cursor, convert: Callable[[tuple[Any, ...]], T | None], size: int) -> tuple[list[T], bool]:
+    """Up to a few chunks, until some row passes the filter: (items, exhausted)."""
+    out: list[T] = []
+    for _ in range(_MAX_EMPTY_CHUNKS):
+        rows = cursor.fetchmany(size)
+        if not rows:
+            return out, True
+        out.extend(item for item in map(convert, rows) if item is not None)
+        if out:
+            break
+    return out, False
 
 
 def _add(conn: sqlite3.Connection, touched: schema.Touched, *, records: tuple[IndexRecord, ...],

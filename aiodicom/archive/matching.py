@@ -572,6 +572,8 @@ class ReturnKey:
 
 @dataclass(frozen=True, slots=True)
 class Query:
+    """A compiled identifier: test candidates with `matches`, answer with `response`."""
+
     matchers: tuple[Matcher, ...]  # universal keys are not here: they match everything
     return_keys: tuple[ReturnKey, ...]  # every key but Specific Character Set and Q/R Level
     level: str = ""  # Query/Retrieve Level (0008,0052), upper case, "" when absent
@@ -622,6 +624,8 @@ def _response_value(vr: str, value: Any) -> Any:
 
 def _key_text(identifier: Dataset, tag: int, vr: str, encodings: list[str]) -> str | None:
     """A key's value as text before pydicom's conversion (which rejects "" and ranges for IS, DA...)."""
+    if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "AT"):
+        return None  # binary: no matching defined, a return key only
     value = identifier.get_item(tag).value
     if value is None:
         return ""
@@ -629,8 +633,6 @@ def _key_text(identifier: Dataset, tag: int, vr: str, encodings: list[str]) -> s
         if vr in _CHARSET_VRS:
             return decode_bytes(bytes(value), encodings, TEXT_VR_DELIMS | {0x5C, 0x5E, 0x3D})
         return bytes(value).decode("latin-1")
-    if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "AT"):
-        return None  # binary: no matching defined, return key only
     return "\\".join(candidate_values(vr, value)) if not isinstance(value, str) else value
 
 
@@ -689,11 +691,11 @@ def _intervals(vr: str, text: str, frame: _Frame) -> list[tuple[str | None, str 
     hi = _bounds(vr, b, frame)[1] if b else None
     delta = frame.delta
     if vr == "DT":
-        return [(lo and fmt_dt(lo), hi and fmt_dt(hi))]
+        return [(None if lo is None else fmt_dt(lo), None if hi is None else fmt_dt(hi))]
     if vr == "DA":  # a day of the query's timezone may span two days of the archive's: widen
-        lo_d = lo and (_shift(datetime.combine(lo, time.min), delta).date() if delta else lo)
-        hi_d = hi and (_shift(datetime.combine(hi, time.max), delta).date() if delta else hi)
-        return [(lo_d and f"{lo_d:%Y%m%d}", hi_d and f"{hi_d:%Y%m%d}")]
+        lo_d: date | None = lo if lo is None or not delta else _shift(datetime.combine(lo, time.min), delta).date()
+        hi_d: date | None = hi if hi is None or not delta else _shift(datetime.combine(hi, time.max), delta).date()
+        return [(None if lo_d is None else f"{lo_d:%Y%m%d}", None if hi_d is None else f"{hi_d:%Y%m%d}")]
     lo_us = 0 if lo is None else lo  # TM: "prior"/"subsequent" stop at midnight (C.2.2.2.5)
     hi_us = _DAY_US - 1 if hi is None else hi
     shift = int(delta / timedelta(microseconds=1))
@@ -740,8 +742,8 @@ def _matcher(key: Key, text: str, opts: _Options, frame: _Frame) -> Matcher | No
         return None  # universal matching (C.2.2.2.3); "*" is equivalent (C.2.2.2.4)
     if value == '""':
         return EmptyValueMatcher(key)
-    values = tuple(dict.fromkeys(v for v in ((value,) if vr in _SINGLE_VALUED else map(
-        lambda s: clean(vr, s), value.split("\\"))) if v))
+    parts = (value,) if vr in _SINGLE_VALUED else (clean(vr, s) for s in value.split("\\"))
+    values = tuple(dict.fromkeys(v for v in parts if v))
     if not values or any(set(v) == {"*"} for v in values):
         return None  # only separators, or a listed "*": nothing is excluded
     require_all = opts.multiple_value_matching and vr in _MULTI_VALUE_VRS and len(values) > 1

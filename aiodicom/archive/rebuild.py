@@ -107,7 +107,8 @@ def rebuild_index(
                     schema.finish(conn, touched)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
                 if progress is not None:
                     progress(files, indexed)
