@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..dimse.assembly import CommandComplete, DataFragment, MessageAssembler
@@ -35,6 +35,7 @@ from ..ul.pdu import Abort, AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.pdv import Pdv
 from .errors import AssociationAborted, AssociationError, AssociationRejected, AssociationTimeout
 from .sinks import ReceiveFailed, Sink, SpoolSink
+from .stream import FastStream
 from .transport import RECEIVE_SIZE
 
 _FLUSH_BYTES = 1 << 20  # queue this much P-DATA before writing: few large writes beat many small ones
@@ -58,7 +59,7 @@ class Dispatcher(Protocol):
 class Association:
     def __init__(
         self,
-        stream: ByteStream,
+        stream: FastStream,
         *,
         role: str,
         ul_config: UlConfig,
@@ -92,8 +93,8 @@ class Association:
         self.user_identity: Any = None  # what the authenticator returned, for handlers
         self.counted_ae: str | None = None  # the calling AE this association counts against (server limits)
         self._assembler = MessageAssembler()
-        self._write_lock = anyio.Lock()
-        self._message_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._message_lock = anyio.Lock(fast_acquire=True)
         self._waiters: dict[int, MemoryObjectSendStream] = {}
         self._incoming: tuple[Message, int, Sink | ReceiveFailed, int] | None = None  # message, context, sink, bytes
         self._inflight = 0
@@ -267,7 +268,7 @@ class Association:
         # requests the peer may have outstanding with us at once: the window we perform
         n = self.negotiated.max_operations_invoked if not self.ul.is_requestor else \
             self.negotiated.max_operations_performed
-        self._window = anyio.Semaphore(n if n > 0 else 1 << 16)
+        self._window = anyio.Semaphore(n if n > 0 else 1 << 16, fast_acquire=True)
 
     async def _dimse_protocol_error(self, exc: DimseError) -> None:
         """A DIMSE-level violation (PS3.7 §6.3.1): nothing on this association can be trusted any more."""

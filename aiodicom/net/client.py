@@ -49,7 +49,7 @@ from ..ul.pdu import (
 from . import qr
 from .association import Association, Dispatcher
 from .errors import ConnectionFailed, NoPresentationContext
-from .transport import open_connection, peer_address
+from .transport import open_connection
 
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: odd IDs 1..255
 
@@ -304,7 +304,7 @@ async def connect(
     )
     try:
         with anyio.fail_after(connect_timeout):
-            stream = await open_connection(host, port, ssl_context=ssl_context)
+            stream = await open_connection(host, port, ssl_context=ssl_context, handshake_timeout=connect_timeout)
     except TimeoutError:
         raise ConnectionFailed(f"connection to {host}:{port} timed out after {connect_timeout} s") from None
     except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
@@ -312,7 +312,7 @@ async def connect(
         raise ConnectionFailed(f"cannot connect to {host}:{port}: {reason}") from None
     log = (log or get_logger()).bind(peer=f"{host}:{port}", calling=calling_ae, called=called_ae)
     assoc = Association(stream, role=Role.REQUESTOR, ul_config=UlConfig(max_pdu=max_pdu, request_timeout=acse_timeout),
-                        log=log, dimse_timeout=dimse_timeout, dispatcher=dispatcher, peer=peer_address(stream))
+                        log=log, dimse_timeout=dimse_timeout, dispatcher=dispatcher, peer=stream.peer())
     assoc.assoc_rq = rq
     assoc.ul.send(rq)  # Evt1 → Sta4; the transport is already open, so connection_made (Evt2) sends it
     failure: BaseException | None = None

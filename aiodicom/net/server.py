@@ -6,7 +6,6 @@ calling AE), PDU size, data set size, time in each state.
 
 from __future__ import annotations
 
-import errno
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
 
 from ..implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..log import get_logger
@@ -24,7 +22,8 @@ from ..ul.negotiation import AcceptorPolicy, accept, check_association
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ, UserIdentityRQ
 from .association import Association
 from .dispatch import Dispatcher
-from .transport import create_listener, peer_address, raise_open_file_limit, start_tls_server_side
+from .stream import FastStream
+from .transport import raise_open_file_limit, start_server
 
 # An authenticator sees the user identity sub-item (PS3.7 D.3.3.7) and the association; it returns
 # None to reject, or the bytes of the server response (b"" when none is due).
@@ -86,49 +85,37 @@ class Server:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; `port = await tg.start(server.serve)` in tests."""
+        c = self.config
         soft, hard = raise_open_file_limit()
-        listener = await create_listener(self.config.host, self.config.port, reuse_port=self.config.reuse_port)
-        from anyio.abc import SocketAttribute
-
-        self.port = listener.extra(SocketAttribute.local_port)
         self._policy = self.policy()
-        self.log.info("listening", host=self.config.host, port=self.port, aet=self.config.ae_title,
-                      tls=self.config.ssl_context is not None, open_files_limit=soft)
-        if soft < self.config.max_associations + 64:
-            self.log.warning("open-file limit caps concurrent associations", limit=soft, hard_limit=hard,
-                             max_associations=self.config.max_associations)
-        with anyio.CancelScope() as self._cancel:
-            async with listener, anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:
+            # a sync callback in the loop: each connection gets its own task in this task group
+            listener = await start_server(lambda protocol: tg.start_soon(self._connection, FastStream(protocol)),
+                                          c.host, c.port, ssl_context=c.ssl_context, handshake_timeout=c.ul.artim,
+                                          reuse_port=c.reuse_port)
+            try:
+                self.port = listener.sockets[0].getsockname()[1]
+                self.log.info("listening", host=c.host, port=self.port, aet=c.ae_title, tls=c.ssl_context is not None,
+                              open_files_limit=soft)
+                if soft < c.max_associations + 64:
+                    self.log.warning("open-file limit caps concurrent associations", limit=soft, hard_limit=hard,
+                                     max_associations=c.max_associations)
                 task_status.started(self.port)
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory; back off, keep serving
-                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                            self.log.warning("accept failed, backing off", error=str(exc))
-                            await anyio.sleep(0.1)
-                            continue
-                        raise
-                    tg.start_soon(self._connection, stream)
+                with anyio.CancelScope() as self._cancel:
+                    await anyio.sleep_forever()
+                tg.cancel_scope.cancel()
+            finally:
+                listener.close()
 
     def shutdown(self) -> None:
         """Stop listening and end every association (their tasks are cancelled; each sends A-ABORT)."""
         if self._cancel is not None:
             self._cancel.cancel()
 
-    async def _connection(self, stream: ByteStream) -> None:
+    async def _connection(self, stream: FastStream) -> None:
         c = self.config
-        host, port = peer_address(stream)
+        host, port = stream.peer()
         log = self.log.bind(peer=f"{host}:{port}")
-        if c.ssl_context is not None:
-            try:
-                with anyio.fail_after(c.ul.artim):
-                    stream = await start_tls_server_side(stream, c.ssl_context)
-            except (TimeoutError, ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-                log.warning("TLS handshake failed", error=str(exc) or type(exc).__name__)
-                await anyio.aclose_forcefully(stream)
-                return
         assoc = Association(
             stream, role=Role.ACCEPTOR, ul_config=c.ul, log=log, dimse_timeout=c.dimse_timeout,
             idle_timeout=c.idle_timeout, dispatcher=self.dispatcher, spool_memory_limit=c.spool_memory_limit,

@@ -2,56 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
-import socket
 import ssl
+from collections.abc import Callable
 
-import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener
-from anyio.streams.tls import TLSStream
+from .stream import FastStream, StreamProtocol, open_stream
 
 LISTEN_BACKLOG = 4096  # a burst of thousands of connects must not be refused (capped by net.core.somaxconn)
-RECEIVE_SIZE = 262_144  # one read may carry several PDUs; fewer, larger reads cost less per byte
-
-
-def tune(stream: ByteStream) -> None:
-    """TCP_NODELAY: DIMSE is request/response, Nagle would add a delayed-ACK wait to every message."""
-    with contextlib.suppress(Exception):
-        sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+RECEIVE_SIZE = 1 << 20  # one chunk as the transport delivered it (uvloop reads up to 256 KiB at a time)
 
 
 async def open_connection(host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                          server_hostname: str | None = None) -> ByteStream:
-    stream: ByteStream = await anyio.connect_tcp(host, port)
-    tune(stream)
+                          server_hostname: str | None = None, handshake_timeout: float | None = None) -> FastStream:
+    """A TCP (TLS when given a context) connection; TCP_NODELAY set."""
+    return await open_stream(host, port, ssl_context=ssl_context, server_hostname=server_hostname,
+                             ssl_handshake_timeout=handshake_timeout)
+
+
+async def start_server(on_connect: Callable[[StreamProtocol], None], host: str, port: int, *,
+                       ssl_context: ssl.SSLContext | None = None, handshake_timeout: float | None = None,
+                       reuse_port: bool = False) -> asyncio.Server:
+    """Listen; `on_connect(protocol)` runs (in the loop) for each connection once it is open (after the
+    TLS handshake when serving TLS)."""
+
+    def factory() -> StreamProtocol:
+        protocol = StreamProtocol()
+        protocol.on_connect = on_connect
+        return protocol
+
+    kwargs = {}
     if ssl_context is not None:
-        try:
-            stream = await TLSStream.wrap(stream, server_side=False, hostname=server_hostname or host,
-                                          ssl_context=ssl_context, standard_compatible=False)
-        except BaseException:
-            await anyio.aclose_forcefully(stream)
-            raise
-    return stream
-
-
-async def start_tls_server_side(stream: ByteStream, ssl_context: ssl.SSLContext) -> ByteStream:
-    return await TLSStream.wrap(stream, server_side=True, ssl_context=ssl_context, standard_compatible=False)
-
-
-async def create_listener(host: str, port: int, *, reuse_port: bool = False) -> SocketListener:
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, backlog=LISTEN_BACKLOG,
-                                               reuse_port=reuse_port)
-    return listener.listeners[0] if len(listener.listeners) == 1 else listener  # type: ignore[return-value]
-
-
-def peer_address(stream: ByteStream) -> tuple[str, int]:
-    with contextlib.suppress(Exception):
-        addr = stream.extra(SocketAttribute.remote_address)
-        return str(addr[0]), int(addr[1])
-    return ("?", 0)
+        kwargs = {"ssl": ssl_context, "ssl_handshake_timeout": handshake_timeout}
+    return await asyncio.get_running_loop().create_server(
+        factory, host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port or None, **kwargs)
 
 
 def raise_open_file_limit() -> tuple[int, int]:
