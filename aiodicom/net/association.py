@@ -124,6 +124,13 @@ class Association:
     def abstract_syntax(self, context_id: int) -> str:
         return self.negotiated.contexts[context_id][0]
 
+    def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run background work that belongs to this association (e.g. a print job that reports with
+        N-EVENT-REPORT): it is cancelled when the association ends, unless it shields itself."""
+        if self._tg is None:
+            raise AssociationAborted(detail="association is not running")
+        self._tg.start_soon(func, *args)
+
     def next_message_id(self) -> int:
         return (next(self._message_ids) - 1) % 0xFFFF + 1
 

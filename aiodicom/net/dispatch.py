@@ -55,6 +55,17 @@ class ServiceRequest:
         return None if self.payload is None else self.payload.dataset()
 
 
+class OperationCancelled(Exception):
+    """Thrown into a streaming handler at its yield once the peer sent C-CANCEL (PS3.7 §9.3.2.3)."""
+
+
+_END = object()
+
+
+def _is_pending(item: Any) -> bool:
+    return not isinstance(item, Result) or st.category(item.status) is st.Category.PENDING
+
+
 HandlerResult = Union[int, Result]
 Handler = Callable[[ServiceRequest], Union[Awaitable[HandlerResult], AsyncIterator[Any]]]
 SinkFactory = Callable[["Association", Request, int], Union["Sink", ReceiveFailed, None]]
@@ -99,6 +110,7 @@ class Dispatcher:
 
     def cancel(self, assoc: Association, message_id: int) -> None:
         req = self._operations.get((assoc.id, message_id))
+        assoc.log.info("C-CANCEL received", message_id=message_id, operation_found=req is not None)
         if req is not None:
             req.cancelled.set()
 
@@ -138,19 +150,26 @@ class Dispatcher:
             self._operations.pop(key, None)
 
     async def _stream(self, req: ServiceRequest, rsp_type: type[Response], items: AsyncIterator[Any]) -> None:
+        """Each item a Pending response; the end (or a final Result) the final one. After a C-CANCEL the
+        handler gets OperationCancelled at its yield: it may answer its own final Cancel (C-MOVE/C-GET
+        with their counts, PS3.4 C.4.2.3.1); if it lets it escape, a plain Cancel is sent."""
         final: Result | None = None
         try:
-            async for item in items:
-                if req.cancelled.is_set():
-                    final = Result(status=st.CANCEL)
-                    break
-                if isinstance(item, Result):
-                    if st.category(item.status) is st.Category.PENDING:
-                        await self._respond(req, rsp_type, item)
-                        continue
+            item = await anext(items, _END)
+            while item is not _END:
+                if isinstance(item, Result) and not _is_pending(item):
                     final = item
                     break
-                await self._respond(req, rsp_type, Result(status=st.PENDING, dataset=item))
+                if req.cancelled.is_set():
+                    try:
+                        item = await items.athrow(OperationCancelled())  # type: ignore[attr-defined]
+                    except (OperationCancelled, StopAsyncIteration):
+                        final = Result(status=st.CANCEL)
+                        break
+                    continue  # the handler's answer to the cancel: its final response, or one more Pending
+                await self._respond(req, rsp_type, item if isinstance(item, Result)
+                                    else Result(status=st.PENDING, dataset=item))
+                item = await anext(items, _END)
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:

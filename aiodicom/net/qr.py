@@ -48,7 +48,8 @@ class Progress:
         counts = ", ".join(f"{name} {n}" for name, n in (("remaining", self.remaining), ("completed", self.completed),
                                                           ("failed", self.failed), ("warning", self.warning))
                            if n is not None)
-        return f"{st.describe(self.status)}" + (f" [{counts}]" if counts else "")
+        command = self.response.command_field if self.response is not None else None
+        return st.describe(self.status, command) + (f" [{counts}]" if counts else "")
 
 
 def sop_class(model: str, operation: int) -> str:
@@ -102,27 +103,30 @@ async def find(client: Client, identifier: Dataset, *, model: str = "study", pri
     uid = sop_class(model, 0)
     cid = client.context_for(uid)
     message = CFindRQ(message_id=client.next_message_id(), affected_sop_class_uid=uid, priority=priority)
-    async for rsp, payload in _exchange(client, message, cid, identifier):
-        if rsp.category is st.Category.PENDING:
-            if payload is not None:
-                try:
-                    yield payload.dataset()
-                finally:
-                    _discard(payload)
-        elif rsp.category in (st.Category.FAILURE,):
-            raise OperationFailed(rsp)
+    # aclosing: leaving this generator must close the exchange at once, so its C-CANCEL goes out now
+    async with contextlib.aclosing(_exchange(client, message, cid, identifier)) as responses:
+        async for rsp, payload in responses:
+            if rsp.category is st.Category.PENDING:
+                if payload is not None:
+                    try:
+                        yield payload.dataset()
+                    finally:
+                        _discard(payload)
+            elif rsp.category is st.Category.FAILURE:
+                raise OperationFailed(rsp)
 
 
 async def _retrieve(client: Client, message: CMoveRQ | CGetRQ, identifier: Dataset) -> AsyncIterator[Progress]:
     cid = client.context_for(message.affected_sop_class_uid)
-    async for rsp, payload in _exchange(client, message, cid, identifier):
-        failed_uids: tuple[str, ...] = ()
-        if payload is not None:
-            with contextlib.suppress(Exception):
-                listed = payload.dataset().get("FailedSOPInstanceUIDList", [])
-                failed_uids = tuple(str(u) for u in ([listed] if isinstance(listed, str) else listed))
-            _discard(payload)
-        yield Progress(rsp.status, rsp.remaining, rsp.completed, rsp.failed, rsp.warning, failed_uids, rsp)
+    async with contextlib.aclosing(_exchange(client, message, cid, identifier)) as responses:
+        async for rsp, payload in responses:
+            failed_uids: tuple[str, ...] = ()
+            if payload is not None:
+                with contextlib.suppress(Exception):
+                    listed = payload.dataset().get("FailedSOPInstanceUIDList", [])
+                    failed_uids = tuple(str(u) for u in ([listed] if isinstance(listed, str) else listed))
+                _discard(payload)
+            yield Progress(rsp.status, rsp.remaining, rsp.completed, rsp.failed, rsp.warning, failed_uids, rsp)
 
 
 async def move(client: Client, identifier: Dataset, destination: str, *, model: str = "study",
@@ -130,8 +134,9 @@ async def move(client: Client, identifier: Dataset, destination: str, *, model: 
     """C-MOVE to `destination` (an AE the SCP knows): yield progress, the final response last."""
     message = CMoveRQ(message_id=client.next_message_id(), affected_sop_class_uid=sop_class(model, 1),
                       move_destination=destination, priority=priority)
-    async for progress in _retrieve(client, message, identifier):
-        yield progress
+    async with contextlib.aclosing(_retrieve(client, message, identifier)) as progress_iter:
+        async for progress in progress_iter:
+            yield progress
 
 
 async def get(client: Client, identifier: Dataset, *, model: str = "study", priority: int = 0
@@ -140,8 +145,9 @@ async def get(client: Client, identifier: Dataset, *, model: str = "study", prio
     given to connect() (see `get_contexts`); yield progress, the final response last."""
     message = CGetRQ(message_id=client.next_message_id(), affected_sop_class_uid=sop_class(model, 2),
                      priority=priority)
-    async for progress in _retrieve(client, message, identifier):
-        yield progress
+    async with contextlib.aclosing(_retrieve(client, message, identifier)) as progress_iter:
+        async for progress in progress_iter:
+            yield progress
 
 
 def get_contexts(model: str = "study", storage_classes: Iterable[str] = COMMON_STORAGE_SOP_CLASSES,

@@ -91,6 +91,7 @@ class FastStream:
     def __init__(self, protocol: StreamProtocol) -> None:
         self._p = protocol
         self._streak = 0
+        self._send_streak = 0
         self._closed = False
 
     @property
@@ -142,11 +143,17 @@ class FastStream:
             raise anyio.BrokenResourceError(p.error) if p.error else anyio.ClosedResourceError()
         p.transport.write(data)
         if p.writing_paused:  # the transport's buffer is over its high-water mark: wait for it to drain
+            self._send_streak = 0
             waiter = asyncio.get_running_loop().create_future()
             p._drain_waiters.append(waiter)
             await waiter
             if p.transport.is_closing() and p.error is not None:
                 raise anyio.BrokenResourceError(p.error)
+        else:
+            self._send_streak += 1
+            if self._send_streak >= _YIELD_EVERY:  # a long stream of responses must let the reader
+                self._send_streak = 0  # see a C-CANCEL, and the other associations run
+                await asyncio.sleep(0)
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -103,7 +103,9 @@ def check_identifier(identifier: Dataset, model: Model, *, relational: bool) -> 
         for upper in levels[: levels.index(level)]:
             unique = UNIQUE_KEYS[upper]
             value = identifier.get(unique)
-            if value in (None, "") or (isinstance(value, str) and ("*" in value or "?" in value or "\\" in value)):
+            if not isinstance(value, str):  # None, or a list of UIDs (pydicom's MultiValue)
+                value = None
+            if value in (None, "") or "*" in value or "?" in value or "\\" in value:
                 raise IdentifierError(f"{unique} (unique key of the {upper} level) needs one value", (tag_for_keyword(unique) or 0,))
     return level
 

@@ -22,7 +22,7 @@ from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CGetRQ, CMoveRQ
 from ..net.client import Client, connect
-from ..net.dispatch import Dispatcher, Result, ServiceRequest
+from ..net.dispatch import Dispatcher, OperationCancelled, Result, ServiceRequest
 from ..net.errors import AssociationError, NoPresentationContext
 from ..uids import (
     PATIENT_ROOT_GET,
@@ -173,8 +173,13 @@ class RetrieveService:
                                contexts=contexts, ssl_context=peer.ssl_context, dimse_timeout=self.dimse_timeout,
                                log=req.assoc.log.bind(sub_association=destination)) as sub:
                 origin = (req.assoc.calling_ae, req.message.message_id)
-                async for result in self._sub_operations(req, instances, counts, lambda inst: _store(sub, inst, origin)):
-                    yield result
+                sub_ops = self._sub_operations(req, instances, counts, lambda inst: _store(sub, inst, origin))
+                async with contextlib.aclosing(sub_ops):
+                    async for result in sub_ops:
+                        try:
+                            yield result
+                        except OperationCancelled:  # req.cancelled is set: the loop answers Cancel with counts
+                            continue
         except AssociationError as exc:
             for inst in instances[counts.completed + counts.failed + counts.warning:]:
                 counts.add(None, inst.sop_instance_uid)
@@ -196,10 +201,15 @@ class RetrieveService:
                 return None
             return await _store(back, inst, None)
 
-        async for result in self._sub_operations(req, instances, counts, store_back):
-            yield result
+        async with contextlib.aclosing(self._sub_operations(req, instances, counts, store_back)) as sub_ops:
+            async for result in sub_ops:
+                try:
+                    yield result
+                except OperationCancelled:  # req.cancelled is set: the loop answers Cancel with counts
+                    continue
 
     async def _sub_operations(self, req, instances, counts, store) -> AsyncIterator[Result]:
+        """One C-STORE per instance, a Pending after each; a C-CANCEL stops them between two (C.4.2.3.1)."""
         for inst in instances:
             if req.cancelled.is_set():
                 yield counts.final(cancelled=True)
