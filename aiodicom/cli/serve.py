@@ -13,11 +13,12 @@ from ..archive.filestore import DuplicatePolicy, FileStore
 from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
 from ..archive.rebuild import rebuild_index, storage_files
+from ..archive.workflow_db import WorkflowDb
 from ..log import get_logger
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
 from ..net.transport import server_ssl_context
-from ..services import query, retrieve, storage, verification
+from ..services import commitment, mpps, printing, query, retrieve, storage, verification, worklist
 from ..services.retrieve import Peer
 from ..ul.machine import UlConfig
 from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging
@@ -55,6 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a C-MOVE destination (repeatable)")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [peers] table: AET = \"host:port\"")
     p.add_argument("--case-insensitive-pn", action="store_true", help="match person names ignoring case")
+    p.add_argument("--worklist", metavar="DIR", help="Modality Worklist files (.wl/.dcm as DCMTK's wlmscpfs reads "
+                                                     "them, sub-folders too), re-read when they change")
+    completed = p.add_mutually_exclusive_group()
+    completed.add_argument("--worklist-hide-completed", dest="worklist_hide_completed", action="store_true",
+                           default=True, help="a step whose MPPS is COMPLETED leaves the worklist (default)")
+    completed.add_argument("--keep-completed", dest="worklist_hide_completed", action="store_false",
+                           help="keep completed steps on the worklist, with status COMPLETED")
+    p.add_argument("--print-dir", metavar="DIR",
+                   help="Print SCP output: a PNG, PDF and JSON per print job (default STORAGE/print)")
     add_log_options(p)
     p.set_defaults(func=main)
 
@@ -79,7 +89,10 @@ def load_peers(args: argparse.Namespace) -> dict[str, Peer]:
     return peers
 
 
-def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex) -> Server:
+def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workflow: WorkflowDb | None = None,
+          background: list | None = None) -> Server:
+    """The server; with `workflow`, also Worklist, MPPS and Storage Commitment, whose tasks (commitment
+    reports, the worklist folder watcher) are appended to `background` for the caller to run."""
     dispatcher = Dispatcher()
     verification.install(dispatcher)
 
@@ -94,6 +107,17 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex) -> Se
     storage.install(dispatcher, store, on_stored=index_it)
     query.install(dispatcher, index, case_insensitive_pn=args.case_insensitive_pn)
     retrieve.install(dispatcher, index, peers=load_peers(args), ae_title=args.aet)
+    print_dir = getattr(args, "print_dir", None)
+    printing.install(dispatcher, printing.FilePrinter(Path(print_dir) if print_dir else store.root / "print"))
+    if workflow is not None:  # their state lives in STORAGE/workflow.sqlite; worklist after query: it shares C-FIND
+        worklist.install(dispatcher, workflow, hide_completed=getattr(args, "worklist_hide_completed", True),
+                         case_insensitive_pn=args.case_insensitive_pn)
+        mpps.install(dispatcher, workflow)
+        reports = commitment.install(dispatcher, workflow, index, peers=load_peers(args), ae_title=args.aet)
+        tasks = background if background is not None else []
+        tasks.append(reports.run)
+        if getattr(args, "worklist", None):
+            tasks.append(worklist.WorklistFolder(workflow, args.worklist).run)
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
     config = ServerConfig(
         host=args.host, port=args.port, ae_title=args.aet, promiscuous=args.promiscuous,
@@ -121,11 +145,14 @@ async def main(args: argparse.Namespace) -> int:
             log.info("no index for a storage folder with files: rebuilding it")
             stats = await anyio.to_thread.run_sync(rebuild_index, root)
             log.info("index rebuilt", indexed=stats.indexed, unreadable=len(stats.unreadable))
-        async with await SqliteIndex.open(root) as index:
-            server = build(args, store, index)
+        async with await SqliteIndex.open(root) as index, await WorkflowDb.open(root) as workflow:
+            background: list = []
+            server = build(args, store, index, workflow, background)
             log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, server)
+                for task in background:  # started before we listen: e.g. the worklist folder is indexed
+                    await tg.start(task)
                 await server.serve()
                 tg.cancel_scope.cancel()
     finally:
