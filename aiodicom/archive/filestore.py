@@ -3,10 +3,10 @@
 Layout: ROOT/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm, each a PS3.10 file made of
 our File Meta Information followed by the data set bytes exactly as received, never re-encoded.
 
-An instance is written straight into ROOT/.incoming/<session>-<n>.part as its fragments arrive; on
-commit its Study/Series UIDs are read from the head of the data set (peek.py), the file is synced and
-renamed atomically into place and the directory synced (groupcommit.py), and only then is it reported
-stored. A file under a final name is therefore always complete. A crash leaves only .part files:
+An instance is written straight into ROOT/.incoming/<session>-<n>.part as its fragments arrive (one
+of at most 64 KiB is held in memory and written out by a worker thread at commit); on commit its
+Study/Series UIDs are read from the head of the data set (peek.py), the file is synced and renamed
+atomically into place and the directory synced (groupcommit.py), and only then is it reported stored. A file under a final name is therefore always complete. A crash leaves only .part files:
 each process holds an flock on ROOT/.incoming/<session>.lock, and opening a store sweeps the .part
 files of sessions whose lock nobody holds, so processes sharing one root never sweep each other's.
 """
@@ -14,7 +14,6 @@ files of sessions whose lock nobody holds, so processes sharing one root never s
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import itertools
 import os
@@ -36,7 +35,7 @@ from aiodicom.archive.errors import (
     storage_error,
 )
 from aiodicom.archive.fileformat import encode_file_meta
-from aiodicom.archive.groupcommit import CommitJob, DataSync, GroupCommitter, Placement, fsync_dir
+from aiodicom.archive.groupcommit import CommitJob, DataSync, GroupCommitter, Placement, fsync_dir, write_all
 from aiodicom.archive.peek import (
     INDEX_TAGS,
     SERIES_INSTANCE_UID,
@@ -46,7 +45,7 @@ from aiodicom.archive.peek import (
     inflate_head,
     is_deflated,
     peek,
-    peek_file,
+    peek_reader,
     text_value,
 )
 from aiodicom.archive.uid import is_valid_uid, validate_uid
@@ -246,8 +245,8 @@ class FileStore:
     ) -> IncomingInstance:
         """Start receiving one instance (the values of its C-STORE-RQ and presentation context).
 
-        Raises InvalidUID before anything is written, StorageFull/StorageError if the temp file
-        cannot be created (nothing is left behind).
+        Raises InvalidUID (or ValueError for a source AE the meta cannot carry) before anything is
+        written. No file is created yet: see IncomingInstance.
         """
         if self.closed:
             raise ArchiveError(f"the store at {self.root} is closed")
@@ -263,21 +262,10 @@ class FileStore:
             source_ae=source_ae,
         )
         temp = self.incoming / f"{self._session}-{next(self._names):x}{_PART}"
-        try:
-            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)  # RDWR: peek_file reads back
-        except OSError as exc:
-            raise storage_error(exc, "creating a temp file") from None
-        try:
-            _write_all(fd, memoryview(meta))
-        except OSError as exc:
-            os.close(fd)
-            _unlink(temp)
-            raise storage_error(exc, f"writing {temp}") from None
         return IncomingInstance(
             self,
-            fd=fd,
+            meta=meta,
             temp=temp,
-            dataset_offset=len(meta),
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax,
@@ -288,11 +276,17 @@ _OPEN, _COMMITTING, _DONE = 0, 1, 2
 
 
 class IncomingInstance:
-    """One instance being received into a temp file: `write()` its data set fragments, then
-    `await commit()`, or `abort()`. Used as a context manager, leaving without commit aborts."""
+    """One instance being received: `write()` its data set fragments, then `await commit()`, or
+    `abort()`. Used as a context manager, leaving without commit aborts.
+
+    The first 64 KiB of the data set stay in memory (commit reads the attributes there). An instance
+    that fits never touches the disk before commit, where a worker thread writes, syncs and renames
+    it: creating a file can stall ~0.3 ms on a journal busy with other commits' syncs, too long for
+    the event loop. A larger one spills into its temp file, and later fragments go straight there.
+    """
 
     __slots__ = (
-        "_fd", "_head", "_size", "_state", "_store", "_temp",
+        "_fd", "_head", "_meta", "_size", "_state", "_store", "_temp",
         "dataset_offset", "sop_class_uid", "sop_instance_uid", "transfer_syntax",
     )  # fmt: skip
 
@@ -300,20 +294,20 @@ class IncomingInstance:
         self,
         store: FileStore,
         *,
-        fd: int,
+        meta: bytes,
         temp: Path,
-        dataset_offset: int,
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax: str,
     ) -> None:
         self._store = store
-        self._fd = fd
+        self._meta = meta
+        self._fd = -1  # the temp file, once spilled
         self._temp = temp
         self._state = _OPEN
         self._head = bytearray()
         self._size = 0
-        self.dataset_offset = dataset_offset
+        self.dataset_offset = len(meta)
         self.sop_class_uid = sop_class_uid
         self.sop_instance_uid = sop_instance_uid
         self.transfer_syntax = transfer_syntax
@@ -325,7 +319,12 @@ class IncomingInstance:
 
     @property
     def temp_path(self) -> Path:
+        """Where the instance is spooled (it exists only once the data set outgrew memory)."""
         return self._temp
+
+    @property
+    def in_memory(self) -> bool:
+        return self._fd < 0
 
     def __enter__(self) -> Self:
         return self
@@ -343,10 +342,17 @@ class IncomingInstance:
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
-        if len(self._head) < HEAD_SIZE:
-            self._head += view[: HEAD_SIZE - len(self._head)]
+        room = HEAD_SIZE - len(self._head)
+        if room > 0:
+            self._head += view[:room]
         try:
-            _write_all(self._fd, view)
+            if self._fd >= 0:
+                write_all(self._fd, view)
+            elif len(view) > room:  # outgrew memory: the file gets meta, head, then this fragment's rest
+                self._fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)  # RDWR: read-back
+                write_all(self._fd, self._meta)
+                write_all(self._fd, self._head)
+                write_all(self._fd, view[room:])
         except OSError as exc:
             self._discard()
             raise storage_error(exc, f"writing {self._temp}") from None
@@ -372,14 +378,17 @@ class IncomingInstance:
                 temp=str(self._temp),
                 final=str(final),
                 replace=store.duplicates is DuplicatePolicy.OVERWRITE,
+                content=self._meta + self._head if self._fd < 0 else None,
             )
             placement = await store._committer.commit(job)
         except BaseException:
             if job is None or not job.taken:
+                if job is not None:
+                    self._fd = job.fd  # the committer may have written an in-memory instance out
                 self._discard()
             self._fd, self._state = -1, _DONE
             raise
-        self._fd, self._state = -1, _DONE
+        self._fd, self._state, self._head = -1, _DONE, bytearray()
         if placement is Placement.EXISTED:
             if store.duplicates is DuplicatePolicy.REJECT:
                 raise DuplicateInstance(f"SOP Instance {self.sop_instance_uid} is already stored at {final}")
@@ -408,15 +417,16 @@ class IncomingInstance:
     # -- internals ---------------------------------------------------------------------------------
     def _discard(self) -> None:
         self._state = _DONE
+        self._head = bytearray()
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
-        _unlink(self._temp)
+            _unlink(self._temp)
 
     async def _read_attributes(self) -> dict[int, bytes]:
         ts, tags, head = self.transfer_syntax, self._store._tags, self._head
-        complete = self._size == len(head)  # the whole data set is in memory
+        complete = self._fd < 0  # the whole data set is in memory
         try:
             if is_deflated(ts):
                 limit = 4 * HEAD_SIZE
@@ -424,11 +434,16 @@ class IncomingInstance:
                 return peek(data, ts, tags, complete=complete and len(data) < limit)
             return peek(head, ts, tags, complete=complete)
         except NeedMoreData:
-            pass  # rare: the index attributes lie past the first 64 KiB, read on from the file
+            pass  # rare: the attributes lie past the first 64 KiB (of the inflated stream): scan on
+        raw, fd, start = bytes(head), self._fd, self.dataset_offset
+
+        def reader(offset: int, size: int) -> bytes:
+            if complete:  # deflated, in memory, inflating to more than 256 KiB before the attributes
+                return raw[offset : offset + size]
+            return os.pread(fd, size, start + offset)
+
         try:
-            return await anyio.to_thread.run_sync(
-                peek_file, self._fd, self.dataset_offset, ts, tags, limiter=self._store.limiter
-            )
+            return await anyio.to_thread.run_sync(peek_reader, reader, ts, tags, limiter=self._store.limiter)
         except OSError as exc:
             raise storage_error(exc, f"reading back {self._temp}") from None
 
@@ -458,17 +473,6 @@ class IncomingInstance:
         if sop_class is not None and sop_class != self.sop_class_uid:
             raise DataSetMismatch(f"data set SOP Class UID {sop_class} differs from the command's {self.sop_class_uid}")
         return study, series
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    """os.write until everything is written: a regular file may take less than asked (short write)."""
-    total = len(view)
-    done = 0
-    while done < total:
-        n = os.write(fd, view[done:] if done else view)
-        if n <= 0:  # a regular file never does this; do not spin if one ever does
-            raise OSError(errno.EIO, "write returned 0")
-        done += n
 
 
 def _unlink(path: Path | str) -> None:

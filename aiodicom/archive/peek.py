@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Final
 
@@ -274,6 +274,9 @@ def peek(
     raise NeedMoreData(dict(scanner.found), scanner.offset + scanner.needed)
 
 
+Reader = Callable[[int, int], bytes]  # (offset in the data set, size) -> at most size bytes; b"" at the end
+
+
 def peek_file(
     fd: int,
     start: int,
@@ -288,26 +291,42 @@ def peek_file(
     Reads with `pread` (the file position is untouched), jumping over skipped values; a deflated data
     set is inflated as a stream, holding at most about `chunk` bytes of it at a time.
     """
+    return peek_reader(lambda offset, size: os.pread(fd, size, start + offset), transfer_syntax, tags,
+                       chunk=chunk, max_value=max_value)  # fmt: skip
+
+
+def peek_reader(
+    read: Reader,
+    transfer_syntax: str,
+    tags: frozenset[int],
+    *,
+    chunk: int = 65_536,
+    max_value: int = MAX_VALUE,
+) -> dict[int, bytes]:
+    """`peek` over a data set of any size reachable through `read(offset, size)` (whole, not a head).
+
+    Skipped values are jumped over, never read (except through the inflater of a deflated syntax).
+    """
     scanner = Scanner(transfer_syntax, tags, max_value=max_value)
     if scanner.done:
         return scanner.found
     if is_deflated(transfer_syntax):
-        return _scan_stream(scanner, _inflated_chunks(fd, start, chunk))
+        return _scan_stream(scanner, _inflated_chunks(read, chunk))
     while True:
         want = max(chunk, scanner.needed)
-        window = os.pread(fd, want, start + scanner.offset)
+        window = read(scanner.offset, want)
         if scanner.feed(window, at_end=len(window) < want):
             return scanner.found
 
 
-def _inflated_chunks(fd: int, start: int, chunk: int) -> Iterator[bytes]:
+def _inflated_chunks(read: Reader, chunk: int) -> Iterator[bytes]:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    pos = start
+    pos = 0
     try:
         while not inflater.eof:
             data = inflater.unconsumed_tail
             if not data:
-                data = os.pread(fd, chunk, pos)
+                data = read(pos, chunk)
                 if not data:
                     tail = inflater.flush()
                     if tail:

@@ -126,7 +126,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         max_associations_per_calling_ae=args.max_associations_per_aet,
         ul=UlConfig(max_pdu=args.max_pdu, artim=args.acse_timeout),
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
-        max_dataset_size=args.max_dataset_size, spool_dir=str(store.incoming), ssl_context=ssl_context,
+        max_dataset_size=args.max_dataset_size, ssl_context=ssl_context,
     )
     return Server(config, dispatcher)
 

@@ -9,6 +9,7 @@ PDVs of two messages never interleave (PS3.8 Annex E).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import math
@@ -33,6 +34,7 @@ from ..ul.machine import UlConfig, UpperLayer
 from ..ul.negotiation import Negotiated, negotiated
 from ..ul.pdu import Abort, AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.pdv import Pdv
+from .flag import Flag
 from .errors import AssociationAborted, AssociationError, AssociationRejected, AssociationTimeout
 from .sinks import ReceiveFailed, Sink, SpoolSink
 from .stream import FastStream
@@ -57,6 +59,13 @@ class Dispatcher(Protocol):
 
 
 class Association:
+    __slots__ = (
+        "id", "stream", "ul", "log", "peer", "dimse_timeout", "idle_timeout", "dispatcher", "on_associate",
+        "spool_memory_limit", "spool_dir", "max_dataset_size", "negotiated", "assoc_rq", "error", "established",
+        "finished", "user_identity", "counted_ae", "_assembler", "_write_lock", "_message_lock", "_waiters",
+        "_incoming", "_inflight", "_idle", "_window", "_tg", "_last_activity", "_message_ids", "__weakref__",
+    )
+
     def __init__(
         self,
         stream: FastStream,
@@ -88,19 +97,18 @@ class Association:
         self.negotiated = Negotiated()
         self.assoc_rq: AssociateRQ | None = None
         self.error: AssociationError | None = None
-        self.established = anyio.Event()  # set on accept, reject or failure: check self.error
-        self.finished = anyio.Event()
+        self.established = Flag()  # set on accept, reject or failure: check self.error
+        self.finished = Flag()
         self.user_identity: Any = None  # what the authenticator returned, for handlers
         self.counted_ae: str | None = None  # the calling AE this association counts against (server limits)
         self._assembler = MessageAssembler()
-        self._write_lock = anyio.Lock(fast_acquire=True)
-        self._message_lock = anyio.Lock(fast_acquire=True)
+        self._write_lock = asyncio.Lock()  # asyncio's locks allocate their waiter queue only when contended
+        self._message_lock = asyncio.Lock()
         self._waiters: dict[int, MemoryObjectSendStream] = {}
         self._incoming: tuple[Message, int, Sink | ReceiveFailed, int] | None = None  # message, context, sink, bytes
         self._inflight = 0
-        self._idle = anyio.Event()
-        self._idle.set()
-        self._window: anyio.Semaphore | None = None
+        self._idle = Flag(True)
+        self._window: asyncio.Semaphore | None = None
         self._tg: TaskGroup | None = None
         self._last_activity = 0.0
         self._message_ids = itertools.count(1)
@@ -275,7 +283,7 @@ class Association:
         # requests the peer may have outstanding with us at once: the window we perform
         n = self.negotiated.max_operations_invoked if not self.ul.is_requestor else \
             self.negotiated.max_operations_performed
-        self._window = anyio.Semaphore(n if n > 0 else 1 << 16, fast_acquire=True)
+        self._window = asyncio.Semaphore(n if n > 0 else 1 << 16)
 
     async def _dimse_protocol_error(self, exc: DimseError) -> None:
         """A DIMSE-level violation (PS3.7 §6.3.1): nothing on this association can be trusted any more."""
@@ -352,7 +360,7 @@ class Association:
         if self._window is not None:
             await self._window.acquire()  # backpressure: no more reading while the window is full
         self._inflight += 1
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._idle.clear()
         self._tg.start_soon(self._serve, message, context_id, payload)
 
     async def _serve(self, message: Request, context_id: int, payload: Any) -> None:

@@ -7,7 +7,6 @@ Bytes in → events out (`receive_data`), primitives in → bytes out (`send`, `
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +70,7 @@ class UpperLayer:
         self._deadline: float | None = None
         self._events: list[ev.UlEvent] = []
         self._out: list[Any] = []
-        self._chunks: deque[memoryview] = deque()
+        self._chunks: list[memoryview] = []  # usually 0-2 items: a list is lighter than a deque
         self._buffered = 0
         self._discard_input = False
         self._used = False
@@ -277,7 +276,7 @@ class UpperLayer:
         self._buffered -= n
         if len(first) >= n:
             if len(first) == n:
-                self._chunks.popleft()
+                del self._chunks[0]
             else:
                 self._chunks[0] = first[n:]
             return first[:n]
@@ -301,7 +300,7 @@ class UpperLayer:
                 need = 0
         if consume:
             for _ in range(i):
-                chunks.popleft()
+                del chunks[0]
         return b"".join(parts)
 
 
