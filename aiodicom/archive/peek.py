@@ -112,6 +112,8 @@ _SHORT_VRS: Final = frozenset(
     for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO",
                "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")
 )  # fmt: skip
+_SHORT_VR_CODES: Final = frozenset(v.to_bytes(2, "big") for v in _SHORT_VRS)
+_LE_EXPLICIT_HEADER: Final = struct.Struct("<HH2sH")  # tag, VR, 16-bit length (or the reserved bytes)
 _VR_SQ: Final = _vr("SQ")
 _VR_UN: Final = _vr("UN")
 # PS3.5 §7.5, §A.4, §6.2.2: only these may have an undefined length; UN then holds implicit VR LE.
@@ -119,6 +121,7 @@ _UNDEFINED_OK: Final = frozenset({_VR_SQ, _VR_UN, _vr("OB"), _vr("OW")})
 
 _TOP, _SEQ, _ITEM_FRAME = 0, 1, 2  # frame kinds; a stack entry is kind << 2 | Encoding
 _IMPLICIT, _BIG = int(Encoding.IMPLICIT_LE), int(Encoding.EXPLICIT_BE)  # plain ints on the hot path
+_EXPLICIT_LE = int(Encoding.EXPLICIT_LE)
 _LE_TAG: Final = struct.Struct("<HH")
 _BE_TAG: Final = struct.Struct(">HH")
 _LE_U32: Final = struct.Struct("<I")
@@ -164,6 +167,33 @@ class Scanner:
         p = 0
         stack = self._stack
         tags, max_tag, max_value, found = self._tags, self._max_tag, self._max_value, self.found
+        if not stack and self._encoding == _EXPLICIT_LE:
+            # The common case (explicit VR LE, top level) in a tighter loop: one unpack per element.
+            # Anything unusual (items, undefined lengths, a bad VR, the window's end) is left to the
+            # general loop below, which resumes at the same element.
+            header_at, u32_at = _LE_EXPLICIT_HEADER.unpack_from, _LE_U32.unpack_from
+            while n - p >= 12:
+                grp, elem, vr_code, length = header_at(mv, p)
+                tag = grp << 16 | elem
+                if tag > max_tag:
+                    return self._finish()
+                if grp == 0xFFFE:
+                    break
+                if vr_code in _SHORT_VR_CODES:
+                    header = 8
+                else:
+                    if not (vr_code.isalpha() and vr_code.isupper()):
+                        break
+                    length = u32_at(mv, p + 8)[0]
+                    if length == _UNDEFINED:
+                        break
+                    header = 12
+                end = p + header + length
+                if tag in tags and length <= max_value:
+                    if end > n:
+                        break
+                    found[tag] = bytes(mv[p + header : end])
+                p = end
         while True:
             frame = stack[-1] if stack else self._encoding  # _TOP << 2 == 0
             kind, enc = frame >> 2, frame & 3

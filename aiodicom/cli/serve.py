@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+from ..archive.feeder import IndexFeeder
 from ..archive.filestore import DuplicatePolicy, FileStore
 from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
@@ -96,11 +97,20 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
     dispatcher = Dispatcher()
     verification.install(dispatcher)
 
+    feeder = None
+    if not store.sync and background is not None:  # no durability promised: don't wait for the index either
+        feeder = IndexFeeder(index, log=get_logger())
+        background.append(feeder.run)
+
     async def index_it(stored, req) -> None:
+        record = IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
+                             sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
+                             attributes=stored.attributes)
+        if feeder is not None:
+            feeder.put(record)
+            return
         try:
-            await index.add([IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
-                                         sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
-                                         attributes=stored.attributes)])
+            await index.add([record])
         except Exception:  # the file is durable and the truth: `aiodicom index rebuild` recovers the index
             req.assoc.log.exception("indexing failed", path=str(stored.path))
 
