@@ -21,5 +21,5 @@ if [ ${#need[@]} -gt 0 ]; then
   ($sudo service orthanc stop >/dev/null 2>&1 || true)
 fi
 
-python3 -m pip install -q -e ".[test]"
+python3 -m pip install -q -e ".[test,convert]"
 exec python3 -m pytest "$@"

@@ -57,13 +57,10 @@ class Negotiated:
 
     contexts: Mapping[int, tuple[str, str]] = field(default_factory=dict)  # ID → (abstract, transfer syntax)
     rejected: Mapping[int, tuple[str, ContextResult]] = field(default_factory=dict)
-    peer_max_pdu: int = 0
     max_operations_invoked: int = 1  # by the requestor (what the acceptor performs at once)
     max_operations_performed: int = 1  # by the requestor (what the acceptor may invoke at once)
     roles: Mapping[str, tuple[bool, bool]] = field(default_factory=dict)  # SOP class → (requestor SCU, SCP)
     extended: Mapping[str, bytes] = field(default_factory=dict)
-    peer_implementation_class_uid: str = ""
-    peer_implementation_version_name: str | None = None
 
     def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None) -> int | None:
         """The ID of an accepted context for an abstract syntax (and transfer syntax, when given)."""

@@ -1,0 +1,170 @@
+"""`aiodicom route`: the routing node (store-and-forward or proxy), and its operating commands.
+
+    aiodicom route --config route.toml           run it
+    aiodicom route --check route.toml            validate the configuration, do not serve
+    aiodicom route status --config route.toml    queues, oldest entry, rates, failures, dead letters
+    aiodicom route retry --config route.toml     hand dead letters back to their queues
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+
+from ..route.config import ConfigError, RouterConfig, load_config
+from ..route.queue import Spool, SpoolBusy
+from ..route.router import Router
+from ..route.status import (
+    dead_letters,
+    destinations_in,
+    format_status,
+    read_status,
+    retry_dead_letters,
+)
+from .common import (
+    EXIT_FAILURE_STATUS,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_log_options,
+    fail,
+    setup_logging,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("route", help="run a routing node (rules, durable queues, retries)",
+                       description="Receive instances, decide by the rules of a TOML file where each goes, and forward "
+                                   "them: store-and-forward (Success once durable in the spool) or proxy (the "
+                                   "destination's answer relayed). See examples/route.toml.")
+    p.add_argument("--config", metavar="FILE", help="the routing configuration (TOML)")
+    p.add_argument("--check", metavar="FILE", help="validate this configuration and exit (0 valid, 2 not)")
+    add_log_options(p)
+    p.set_defaults(func=main, route_command=None)
+    commands = p.add_subparsers(dest="route_command", metavar="{status,retry}")
+
+    s = commands.add_parser("status",
+                            help="queue depth, oldest entry, rates, failures and dead letters per destination")
+    _spool_options(s)
+    s.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    r = commands.add_parser("retry", help="hand dead letters back to their destinations' queues")
+    _spool_options(r)
+    r.add_argument("--destination", metavar="NAME", action="append", help="only this destination's (repeatable)")
+    r.add_argument("--list", action="store_true", help="list the dead letters and why, change nothing")
+    r.add_argument("uids", nargs="*", metavar="SOP_INSTANCE_UID", help="only these instances (default: all)")
+
+
+def _spool_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", dest="sub_config", metavar="FILE", help="the routing configuration (TOML)")
+    g.add_argument("--spool", metavar="DIR", help="the spool folder (instead of --config)")
+
+
+async def main(args: argparse.Namespace) -> int:
+    if args.route_command == "status":
+        return _status(args)
+    if args.route_command == "retry":
+        return _retry(args)
+    if args.check:
+        return _check(args.check)
+    if not args.config:
+        return fail("route needs --config FILE (or --check FILE, or the status/retry commands)", EXIT_USAGE)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    if not config.listeners:
+        return fail(f"{args.config}: no [[listener]]: the router would receive nothing", EXIT_USAGE)
+    setup_logging(args, default="info")
+    router = Router(config)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, router)
+            await router.serve()
+            tg.cancel_scope.cancel()
+    except BaseException as exc:  # task groups wrap what went wrong: say it in one line
+        cause = _single(exc)
+        if isinstance(cause, SpoolBusy):
+            return fail(str(cause), EXIT_USAGE)
+        if isinstance(cause, OSError):
+            return fail(f"cannot start: {cause}", EXIT_FAILURE_STATUS)
+        raise
+    router.log.info("router stopped", queued={name: len(q) for name, q in router.queues.items()})
+    return EXIT_OK
+
+
+def _single(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _stop_on_signal(router: Router) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            router.shutdown()
+            return
+
+
+def _check(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    rules = config.rules
+    assert rules is not None
+    print(f"{path}: valid: {len(config.listeners)} listener(s), {len(config.destinations)} destination(s), "
+          f"{len(rules.rules)} rule(s); spool {config.spool}")
+    if not config.listeners:
+        print(f"{path}: warning: no [[listener]]: the router would only drain its queues", file=sys.stderr)
+    return EXIT_OK
+
+
+def _spool_of(args: argparse.Namespace) -> tuple[Path, list[str]] | int:
+    if args.spool:
+        return Path(args.spool), []
+    if not args.sub_config:
+        return fail("give --config FILE or --spool DIR", EXIT_USAGE)
+    try:
+        config: RouterConfig = load_config(args.sub_config)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    return config.spool, list(config.destinations)
+
+
+def _status(args: argparse.Namespace) -> int:
+    found = _spool_of(args)
+    if isinstance(found, int):
+        return found
+    root, names = found
+    if not root.is_dir():
+        return fail(f"no spool at {root}", EXIT_USAGE)
+    status = read_status(root, names)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+def _retry(args: argparse.Namespace) -> int:
+    found = _spool_of(args)
+    if isinstance(found, int):
+        return found
+    root, names = found
+    if not root.is_dir():
+        return fail(f"no spool at {root}", EXIT_USAGE)
+    spool = Spool(root)  # not opened: the running router holds the lock and takes what lands in inbox/
+    targets = args.destination or destinations_in(root, names)
+    if args.list:
+        for entry in dead_letters(spool, targets):
+            print(f"{entry.destination}  {entry.sop_instance_uid}  attempts={entry.attempts}  {entry.reason}")
+        return EXIT_OK
+    moved = retry_dead_letters(spool, targets, uids=args.uids)
+    missing = set(args.uids) - {e.sop_instance_uid for e in moved}
+    print(f"{len(moved)} dead letter(s) handed back to their queues")
+    if missing:
+        return fail(f"no dead letter for {', '.join(sorted(missing))}", EXIT_FAILURE_STATUS)
+    return EXIT_OK

@@ -1,0 +1,144 @@
+"""The routing node: listeners, the spool and its queues, the forwarder and the pools, in one task group.
+
+    router = Router(load_config("route.toml"))
+    ports = await tg.start(router.serve)        # listening, queues loaded, forwarding under way
+
+At start the spool is locked (one router per spool), instances a crash caught between the spool and the
+queues are dropped (never acknowledged), and every queued entry is loaded, in arrival order, before the
+listeners open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import anyio
+
+from ..archive.peek import SOP_CLASS_UID, SOP_INSTANCE_UID
+from ..log import get_logger
+from ..net.dispatch import Dispatcher
+from ..net.server import Server, ServerConfig
+from ..net.transport import server_ssl_context
+from ..services import verification
+from ..ul.machine import UlConfig
+from .config import Listener, Mode, RouterConfig
+from .forwarder import Forwarder
+from .ingest import Intake, SpoolStore, StoreAndForward
+from .pool import DestinationPool
+from .proxy import Proxy
+from .queue import STATUS_FILE, DirSyncer, ReadyQueue, Spool
+from .status import DestinationStats
+
+STATUS_INTERVAL = 2.0  # seconds between writes of SPOOL/status.json
+
+
+class Router:
+    def __init__(self, config: RouterConfig, *, log: Any = None, workers: int = 16) -> None:
+        assert config.rules is not None
+        self.config = config
+        self.log = log or get_logger(component="route")
+        self.limiter = anyio.CapacityLimiter(workers)
+        self.spool = Spool(config.spool, sync=config.sync)
+        self.queues = {name: ReadyQueue() for name in config.destinations}
+        self.stats = {name: DestinationStats() for name in config.destinations}
+        self.syncer = DirSyncer(self.limiter)
+        self.pools: dict[str, DestinationPool] = {}
+        self.servers: list[Server] = []
+        self.ports: list[int] = []
+        self._cancel: anyio.CancelScope | None = None
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[list[int]] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled (or `shutdown()`); reports the listening ports through task_status."""
+        c = self.config
+        names = list(c.destinations)
+        await anyio.to_thread.run_sync(self.spool.open)
+        store: SpoolStore | None = None
+        try:
+            await anyio.to_thread.run_sync(self.spool.prepare, names)
+            dropped = await anyio.to_thread.run_sync(self.spool.sweep_received)
+            if dropped:
+                self.log.warning("dropped instances never acknowledged (crash before queueing)", count=dropped)
+            for name in names:
+                entries = await anyio.to_thread.run_sync(self.spool.load, name)
+                for entry in entries:
+                    self.queues[name].push(entry)
+                if entries:
+                    self.log.info("queue loaded", destination=name, entries=len(entries))
+            tags = c.rules.tags | {SOP_CLASS_UID, SOP_INSTANCE_UID}  # type: ignore[union-attr]
+            store = SpoolStore(self.spool.received, sync=c.sync, index_tags=frozenset(tags),
+                               workers=self.limiter.total_tokens)
+            intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
+                            limiter=self.limiter, syncer=self.syncer)
+            self.pools = {name: DestinationPool(d, log=self.log) for name, d in c.destinations.items()}
+            forwarder = Forwarder(spool=self.spool, destinations=dict(c.destinations), queues=self.queues,
+                                  pools=self.pools, stats=self.stats, retry=c.retry, log=self.log,
+                                  limiter=self.limiter, syncer=self.syncer)
+            self.servers = [self._server(li, intake, store) for li in c.listeners]
+            with anyio.CancelScope() as self._cancel:
+                async with anyio.create_task_group() as tg:
+                    for pool in self.pools.values():
+                        await tg.start(pool.serve)
+                    await tg.start(forwarder.run)
+                    self.ports = [await tg.start(server.serve) for server in self.servers]
+                    tg.start_soon(self._write_status)
+                    self.log.info("router started", spool=str(self.spool.root), ports=self.ports,
+                                  destinations=names, queued={n: len(q) for n, q in self.queues.items()})
+                    task_status.started(self.ports)
+        finally:
+            if store is not None:
+                store.close()
+            self.spool.close()
+
+    def shutdown(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def _server(self, li: Listener, intake: Intake, store: SpoolStore) -> Server:
+        dispatcher = Dispatcher()
+        verification.install(dispatcher)
+        if li.mode is Mode.PROXY:
+            Proxy(intake, self.pools, self.stats, log=self.log).install(dispatcher)
+        else:
+            StoreAndForward(intake, store).install(dispatcher)
+        tls = li.tls
+        ssl_context = server_ssl_context(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None) if tls else None
+        config = ServerConfig(host=li.host, port=li.port, ae_title=li.ae_title, promiscuous=li.promiscuous,
+                              allowed_calling=li.allowed_calling, max_associations=li.max_associations,
+                              ul=UlConfig(max_pdu=li.max_pdu), max_operations=li.max_operations,
+                              spool_dir=str(self.spool.tmp), ssl_context=ssl_context)
+        return Server(config, dispatcher, log=self.log.bind(listener=f"{li.host}:{li.port}", mode=li.mode.value))
+
+    # -- status.json, for `aiodicom route status`
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        out: dict[str, Any] = {"pid": os.getpid(), "updated": now,
+                               "listeners": [f"{li.ae_title}@{li.host}:{port} ({li.mode.value})"
+                                             for li, port in zip(self.config.listeners, self.ports, strict=False)],
+                               "destinations": {}}
+        for name, queue in self.queues.items():
+            row = self.stats[name].snapshot(now)
+            pool = self.pools.get(name)
+            row.update(queued=len(queue) + queue.in_flight, in_flight=queue.in_flight,
+                       paused_for=round(max(queue.paused_until - now, 0.0), 1),
+                       associations=len(pool.members) if pool else 0)
+            out["destinations"][name] = row
+        return out
+
+    async def _write_status(self) -> None:
+        path = self.spool.root / STATUS_FILE
+        temp = path.with_name(f".{STATUS_FILE}.tmp")
+        while True:
+            data = json.dumps(self.snapshot(), indent=1).encode()
+
+            def write(data: bytes = data) -> None:
+                temp.write_bytes(data)
+                os.replace(temp, path)
+
+            try:
+                await anyio.to_thread.run_sync(write, limiter=self.limiter)
+            except OSError as exc:
+                self.log.warning("cannot write the status file", path=str(path), error=str(exc))
+            await anyio.sleep(STATUS_INTERVAL)

@@ -1,0 +1,458 @@
+"""The durable queue: entries on disk survive a restart in arrival order, dead letters keep their reason and come
+back with `retry`, backoff grows with jitter, and a router in this process keeps its promises (Success only
+once queued; retries; dead letters; proxy relays the destination's answer)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import aiodicom
+from aiodicom.archive.filestore import FileStore
+from aiodicom.dimse.messages import CStoreRQ
+from aiodicom.net.dispatch import Dispatcher, Result, ServiceRequest
+from aiodicom.net.server import Server, ServerConfig
+from aiodicom.route.config import RetryPolicy, RouterConfig, parse_config
+from aiodicom.route.queue import (
+    DirSyncer,
+    Entry,
+    ReadyQueue,
+    Spool,
+    SpoolBusy,
+    backoff,
+    entry_name,
+    name_time,
+    new_name,
+    rule_of,
+)
+from aiodicom.route.router import Router
+from aiodicom.route.status import read_status, retry_dead_letters
+from aiodicom.services import storage, verification
+from aiodicom.ul.machine import UlConfig
+from tests.dicomdata import (
+    Instance,
+    assert_same_dataset_bytes,
+    generated_series,
+    read_part10,
+)
+from tests.peers import free_port
+
+SC = "1.2.840.10008.5.1.4.1.1.7"
+EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# ---- backoff and names ------------------------------------------------------------------------------------
+
+@given(attempts=st.integers(1, 40), r=st.floats(0.0, 1.0, exclude_max=True))
+def test_backoff_doubles_up_to_the_maximum_with_equal_jitter(attempts: int, r: float) -> None:
+    policy = RetryPolicy(initial=1.0, maximum=300.0)
+    full = min(300.0, 2.0 ** (attempts - 1))
+    delay = backoff(attempts, policy, rand=lambda: r)
+    assert full / 2 <= delay <= full
+
+
+def test_backoff_grows_until_the_cap() -> None:
+    policy = RetryPolicy(initial=0.5, maximum=10.0, multiplier=3.0)
+    delays = [backoff(n, policy, rand=lambda: 0.999999) for n in range(1, 7)]
+    assert delays == sorted(delays) and delays[-1] == pytest.approx(10.0, rel=1e-5)
+    assert delays[0] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_entry_names_sort_by_arrival_and_carry_the_time_and_rule() -> None:
+    names = [entry_name(new_name(now_ns=1_700_000_000_000_000_000 + i), "ct to/pacs") for i in (5, 1, 3)]
+    assert sorted(names) == [names[1], names[2], names[0]]
+    assert name_time(names[0]) == pytest.approx(1_700_000_000.000000005)
+    assert name_time("not-a-name") == 0.0
+    assert rule_of(names[0]) == "ct_to_pacs" and "/" not in names[0]
+    assert rule_of("1234-abc") == "?"
+
+
+# ---- the spool on disk ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def instances(tmp_path: Path) -> list[Instance]:
+    return generated_series(tmp_path / "data", 3, pixel_bytes=2048)
+
+
+def _entry(inst: Instance, name: str, dest: str = "PACS", **kw: object) -> Entry:
+    return Entry(name=name, destination=dest, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
+                 transfer_syntax=str(inst.transfer_syntax), rule="r1", calling_ae="CT1", received=name_time(name), **kw)
+
+
+def test_one_router_per_spool(tmp_path: Path) -> None:
+    with Spool(tmp_path / "spool"), pytest.raises(SpoolBusy):
+        Spool(tmp_path / "spool").open()
+    with Spool(tmp_path / "spool"):  # released on close
+        pass
+
+
+def test_entries_load_back_in_arrival_order_with_their_state(tmp_path: Path, instances: list[Instance]) -> None:
+    spool = Spool(tmp_path / "spool", sync=False)
+    spool.open()
+    spool.prepare(["PACS"])
+    names = [entry_name(new_name(now_ns=1_000 + i), "r1") for i in range(3)]
+    for inst, name in zip(reversed(instances), names, strict=True):
+        spool.link(inst.path, _entry(inst, name))
+    # a failed attempt rewrote the second one's state
+    second = _entry(instances[1], names[1], attempts=2, last_error="0xA700 Refused")
+    spool.write_state(second)
+    # crash leftovers: a torn state file, an orphan state, a half-written morphed file
+    (spool.queue_dir("PACS") / f"{names[2]}.json").write_bytes(b'{"name": "tor')
+    (spool.queue_dir("PACS") / "0000000000000000001-gone.json").write_bytes(b"{}")
+    (spool.queue_dir("PACS") / ".x.tmp").write_bytes(b"partial")
+    spool.close()
+
+    loaded = Spool(tmp_path / "spool", sync=False).load("PACS")
+    assert [e.name for e in loaded] == names
+    assert [e.sop_instance_uid for e in loaded] == [i.sop_instance_uid for i in reversed(instances)]
+    assert [e.rule for e in loaded] == ["r1"] * 3
+    assert [e.received for e in loaded] == [name_time(n) for n in names]
+    assert (loaded[0].attempts, loaded[0].transfer_syntax) == (0, EXPLICIT_LE)  # no state: name and file meta
+    assert (loaded[1].attempts, loaded[1].last_error) == (2, "0xA700 Refused")
+    torn = loaded[2]  # rebuilt from the file meta
+    assert (torn.sop_instance_uid, torn.transfer_syntax, torn.attempts) == (instances[0].sop_instance_uid,
+                                                                            EXPLICIT_LE, 0)
+    assert sorted(p.name for p in spool.queue_dir("PACS").iterdir()) == sorted(
+        [f"{n}.dcm" for n in names] + [f"{names[1]}.json", f"{names[2]}.json"])
+
+
+def test_dead_letter_keeps_the_reason_and_retry_hands_it_back(tmp_path: Path, instances: list[Instance]) -> None:
+    spool = Spool(tmp_path / "spool", sync=False)
+    spool.prepare(["PACS"])
+    entry = _entry(instances[0], new_name(), attempts=5, last_error="0xC000")
+    spool.link(instances[0].path, entry)
+    spool.dead_letter(entry, "5 failed attempts; last: 0xC000", now=123.0)
+    assert spool.load("PACS") == []
+    [dead] = spool.dead_letters("PACS")
+    assert dead.reason == "5 failed attempts; last: 0xC000" and dead.attempts == 5
+    assert (spool.dead_dir("PACS") / f"{entry.name}.dcm").read_bytes() == instances[0].path.read_bytes()
+
+    assert [e.name for e in retry_dead_letters(spool, ["PACS"], uids=["9.9.9"])] == []
+    assert [e.name for e in retry_dead_letters(spool, ["PACS"])] == [entry.name]
+    assert spool.dead_letters("PACS") == []
+    [back] = spool.take_inbox("PACS")
+    assert (back.name, back.attempts, back.reason, back.sop_instance_uid) == (entry.name, 0, None,
+                                                                             instances[0].sop_instance_uid)
+    assert [e.name for e in spool.load("PACS")] == [entry.name]
+    assert spool.take_inbox("PACS") == []
+
+
+def test_sweep_drops_instances_never_queued_and_proxy_leftovers(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    (spool.received / "1.2.3.99-0.dcm").write_bytes(b"x")
+    (spool.tmp / "aiodicom-x.spool").write_bytes(b"y")
+    assert spool.sweep_received() == 1
+    assert not any(spool.received.glob("*.dcm")) and not any(spool.tmp.iterdir())
+    spool.close()
+
+
+# ---- the queue in memory -------------------------------------------------------------------------------------
+
+def test_ready_queue_is_fifo_among_ready_entries_and_honours_not_before_and_pauses() -> None:
+    q = ReadyQueue(clock=lambda: 100.0)
+    a, b, c = (Entry(name=new_name(now_ns=n), destination="D") for n in (1, 2, 3))
+    b.not_before = 150.0
+    for e in (a, b, c):
+        q.push(e)
+    assert q.pop_ready(100.0) is a
+    assert q.pop_ready(100.0) is c
+    assert q.pop_ready(100.0) is None and q.wait_time(100.0) == 50.0
+    q.push(c)
+    q.push(a)  # put back after a failed connection: before c again
+    q.pause(120.0)
+    assert q.pop_ready(110.0) is None and q.wait_time(110.0) == 10.0
+    assert q.pop_ready(120.0) is a
+    assert q.pop_ready(120.0) is c
+    q.resume()
+    assert q.pop_ready(150.0) is b and len(q) == 0
+
+
+@pytest.mark.anyio
+async def test_ready_queue_get_wakes_when_an_entry_arrives() -> None:
+    q = ReadyQueue()
+    got: list[Entry] = []
+
+    async def consumer() -> None:
+        got.append(await q.get())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer)
+        await anyio.wait_all_tasks_blocked()
+        q.push(Entry(name="x", destination="D"))
+    assert [e.name for e in got] == ["x"]
+
+
+@pytest.mark.anyio
+async def test_concurrent_folder_syncs_are_shared(tmp_path: Path) -> None:
+    syncer = DirSyncer()
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(syncer.sync, str(tmp_path))
+    assert 1 <= syncer.syncs <= 2
+
+
+# ---- a router in this process ----------------------------------------------------------------------------------
+
+def router_config(tmp_path: Path, dest_port: int, *, mode: str = "store-and-forward", rules: str = "",
+                  max_attempts: int = 20, dest_syntaxes: str = "", associations: int = 2) -> RouterConfig:
+    import tomllib
+    text = f"""
+[router]
+spool = "spool"
+default = ["DEST"]
+[retry]
+initial = 0.02
+maximum = 0.1
+max_attempts = {max_attempts}
+[[listener]]
+port = 0
+mode = "{mode}"
+[destination.DEST]
+ae_title = "DEST"
+host = "127.0.0.1"
+port = {dest_port}
+connect_timeout = 5
+max_associations = {associations}
+{dest_syntaxes}
+{rules}
+"""
+    return parse_config(tomllib.loads(text), base=tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def running_router(config: RouterConfig) -> AsyncIterator[tuple[Router, int]]:
+    router = Router(config)
+    async with anyio.create_task_group() as tg:
+        [port] = await tg.start(router.serve)
+        yield router, port
+        tg.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def destination(tmp_path: Path, port: int, *, handler: Callable | None = None,
+                      syntaxes: dict[str, list[str]] | None = None, **options: object) -> AsyncIterator[FileStore]:
+    """Our SCP on `port`, storing under tmp_path/dest (or answering with `handler`)."""
+    store = FileStore(tmp_path / "dest")
+    dispatcher = Dispatcher()
+    verification.install(dispatcher)
+    if handler is None:
+        storage.install(dispatcher, store, **({"transfer_syntaxes": []} if syntaxes else {}))
+    else:
+        dispatcher.support([SC], [EXPLICIT_LE, IMPLICIT_LE])
+        dispatcher.add(CStoreRQ, handler)
+    if syntaxes:
+        dispatcher.supported.clear()
+        dispatcher.support(syntaxes)
+    server = Server(ServerConfig(host="127.0.0.1", port=port, ae_title="DEST", ul=UlConfig(artim=5.0), **options),
+                    dispatcher)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.serve)
+            yield store
+            tg.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+async def send(port: int, *paths: Path, calling_ae: str = "CT1") -> list[aiodicom.Status]:
+    async with aiodicom.connect("127.0.0.1", port, calling_ae=calling_ae, called_ae="ROUTER",
+                                contexts=[(SC, [EXPLICIT_LE])]) as assoc:
+        return [await assoc.store(p) for p in paths]
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.02)
+
+
+def queued(config: RouterConfig, dest: str = "DEST") -> list[str]:
+    folder = config.spool / "queue" / dest
+    return sorted(p.name for p in folder.glob("*.dcm")) if folder.exists() else []
+
+
+def dead(config: RouterConfig, dest: str = "DEST") -> list[dict]:
+    return [json.loads(p.read_bytes()) for p in sorted((config.spool / "dead" / dest).glob("*.json"))]
+
+
+@pytest.mark.anyio
+async def test_acknowledged_instances_wait_on_disk_through_a_restart_and_are_delivered(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port)
+    async with running_router(config) as (_, port):  # the destination is down
+        statuses = await send(port, *(i.path for i in instances))
+        assert [s.code for s in statuses] == [0, 0, 0]
+        assert len(queued(config)) == 3  # Success came after the entries were on disk
+    async with destination(tmp_path, dest_port) as store, running_router(config) as (router, _):
+        await until(lambda: all(i.stored_path(store.root).exists() for i in instances) and not queued(config),
+                    "delivered after the restart")
+        assert router.stats["DEST"].delivered == 3
+    for inst in instances:  # as received, never re-encoded
+        assert_same_dataset_bytes(inst.stored_path(store.root), inst)
+    assert read_status(config.spool, ["DEST"])["destinations"]["DEST"]["queued"] == 0
+
+
+@pytest.mark.anyio
+async def test_failures_are_retried_then_dead_lettered_and_retry_brings_them_back(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, max_attempts=3)
+    refuse = True
+    seen: list[str] = []
+
+    async def handler(req: ServiceRequest) -> Result:
+        seen.append(req.message.affected_sop_instance_uid)
+        return Result(status=0xA700, error_comment="disk full") if refuse else Result()
+
+    async with destination(tmp_path, dest_port, handler=handler), running_router(config) as (router, port):
+        assert [s.code for s in await send(port, instances[0].path)] == [0]
+        await until(lambda: dead(config), "dead letter")
+        [letter] = dead(config)
+        assert letter["attempts"] == 3 and letter["sop_instance_uid"] == instances[0].sop_instance_uid
+        assert letter["reason"] == "3 failed attempts; last: 0xA700 Refused: Out of Resources (disk full)"
+        assert len(seen) == 3 and not queued(config)
+        assert read_status(config.spool, ["DEST"])["destinations"]["DEST"]["dead_letters"] == 1
+
+        refuse = False
+        retry_dead_letters(Spool(config.spool), ["DEST"])
+        await until(lambda: len(seen) == 4 and router.stats["DEST"].delivered == 1, "delivered after retry")
+        await until(lambda: not dead(config) and not queued(config), "dead letter gone")
+
+
+@pytest.mark.anyio
+async def test_one_association_destination_receives_in_arrival_order(tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "study", 10, pixel_bytes=1024)  # one study, one series
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, associations=1)
+    arrived: list[str] = []
+
+    async def handler(req: ServiceRequest) -> Result:
+        arrived.append(req.message.affected_sop_instance_uid)
+        return Result()
+
+    async with running_router(config) as (_, port):
+        await send(port, *(i.path for i in instances))  # queued while the destination is down
+        async with destination(tmp_path, dest_port, handler=handler):
+            await until(lambda: len(arrived) == len(instances), "all delivered")
+    assert arrived == [i.sop_instance_uid for i in instances]
+
+
+@pytest.mark.anyio
+async def test_a_destination_refusing_more_associations_is_served_over_those_it_accepts(
+        tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "many", 8, pixel_bytes=1024)
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, associations=4)
+    async with destination(tmp_path, dest_port, max_associations_per_calling_ae=1) as store, \
+            running_router(config) as (router, port):
+        assert all(s.code == 0 for s in await send(port, *(i.path for i in instances)))
+        await until(lambda: all(i.stored_path(store.root).exists() for i in instances), "all delivered")
+        assert router.pools["DEST"].limit == 1  # it made do with the one association the destination allows
+        assert router.stats["DEST"].failed_attempts == 0
+
+
+@pytest.mark.anyio
+async def test_an_instance_the_destination_can_never_take_is_dead_lettered_at_once(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port)
+    async with destination(tmp_path, dest_port, syntaxes={SC: [JPEG_BASELINE]}), running_router(config) as (_, port):
+        assert [s.code for s in await send(port, instances[0].path)] == [0]
+        await until(lambda: dead(config), "dead letter")
+    [letter] = dead(config)
+    assert letter["attempts"] == 0
+    assert "JPEG Baseline (Process 1)" in letter["reason"] and "does not produce" in letter["reason"]
+
+
+@pytest.mark.anyio
+async def test_uncompressed_instances_are_converted_to_what_the_destination_accepts(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port)
+    async with destination(tmp_path, dest_port, syntaxes={SC: [IMPLICIT_LE]}) as store, \
+            running_router(config) as (router, port):
+        await send(port, instances[0].path)
+        await until(lambda: router.stats["DEST"].delivered == 1, "delivered")
+        assert router.stats["DEST"].converted == 1
+    received = read_part10(instances[0].stored_path(store.root))
+    assert received.transfer_syntax == IMPLICIT_LE
+    original = aiodicom.EncodedDataset.from_file(instances[0].path)[0].dataset()
+    converted = aiodicom.EncodedDataset(IMPLICIT_LE, received.dataset).dataset()
+    assert converted.PixelData == original.PixelData and converted.PatientName == original.PatientName
+
+
+@pytest.mark.anyio
+async def test_reject_and_drop_rules_answer_without_queueing(tmp_path: Path, instances: list[Instance]) -> None:
+    rules = """
+[[rule]]
+name = "blocked"
+calling_ae = "BAD*"
+action = "reject"
+[[rule]]
+name = "ignored"
+calling_ae = "QUIET"
+action = "drop"
+"""
+    config = router_config(tmp_path, free_port(), rules=rules)
+    async with running_router(config) as (_, port):
+        [refused] = await send(port, instances[0].path, calling_ae="BAD1")
+        [dropped] = await send(port, instances[1].path, calling_ae="QUIET")
+    assert refused.code == 0x0124 and "blocked" in (refused.error_comment or "")
+    assert dropped.code == 0
+    assert queued(config) == [] and not list((config.spool / "received").glob("*.dcm"))
+
+
+@pytest.mark.anyio
+async def test_proxy_relays_the_destination_status_and_stores_nothing(tmp_path: Path,
+                                                                     instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, mode="proxy")
+    answers = iter([Result(), Result(status=0xA700, error_comment="disk full")])
+
+    async def handler(req: ServiceRequest) -> Result:
+        return next(answers)
+
+    async with running_router(config) as (_, port):
+        [down] = await send(port, instances[0].path)
+        assert down.code == 0xA700 and "unreachable" in (down.error_comment or "")
+        async with destination(tmp_path, dest_port, handler=handler):
+            ok, full = await send(port, instances[1].path, instances[2].path)
+    assert ok.code == 0
+    assert full.code == 0xA700 and full.error_comment == "disk full"
+    assert queued(config) == [] and not any(os.scandir(config.spool / "queue" / "DEST"))
+
+
+@pytest.mark.anyio
+async def test_proxy_forwards_morphed_copies_and_rule_attributes_come_from_the_received_data_set(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    rules = """
+[[rule]]
+name = "stamp"
+modality = "OT"
+match = { PatientID = "re:^AIODICOM-" }
+forward = ["DEST"]
+morph.set = { InstitutionName = "Proxied" }
+"""
+    config = router_config(tmp_path, dest_port, mode="proxy", rules=rules)
+    async with destination(tmp_path, dest_port) as store, running_router(config) as (_, port):
+        [status] = await send(port, instances[0].path)
+    assert status.code == 0
+    stored = aiodicom.EncodedDataset.from_file(instances[0].stored_path(store.root))[0].dataset()
+    assert stored.InstitutionName == "Proxied" and stored.PatientID == "AIODICOM-1"
