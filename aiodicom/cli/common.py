@@ -27,8 +27,22 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pdu", type=int, default=262_144, help="maximum PDU length we receive")
     p.add_argument("--timeout", type=float, default=30.0, help="connect and ACSE timeout in seconds")
     p.add_argument("--dimse-timeout", type=float, default=60.0, help="seconds to wait for each response")
+    p.add_argument("--user", metavar="NAME", help="user identity: username (PS3.7 D.3.3.7)")
+    p.add_argument("--password", metavar="SECRET", help="user identity: passcode (with --user)")
     add_tls_client_options(p)
     add_log_options(p)
+
+
+def user_identity_from_args(args: argparse.Namespace):
+    """The User Identity sub-item for --user/--password (type 1 username, 2 username and passcode)."""
+    if not getattr(args, "user", None):
+        return None
+    from ..ul.pdu import UserIdentityRQ
+
+    if args.password is None:
+        return UserIdentityRQ(identity_type=1, positive_response_requested=False, primary=args.user.encode())
+    return UserIdentityRQ(identity_type=2, positive_response_requested=False, primary=args.user.encode(),
+                          secondary=args.password.encode())
 
 
 def add_tls_client_options(p: argparse.ArgumentParser) -> None:

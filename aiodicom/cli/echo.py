@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..net.client import connect
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, add_client_options, fail, setup_logging, ssl_from_args
+from .common import (
+    EXIT_FAILURE_STATUS,
+    EXIT_OK,
+    add_client_options,
+    fail,
+    setup_logging,
+    ssl_from_args,
+    user_identity_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +27,7 @@ async def main(args: argparse.Namespace) -> int:
     setup_logging(args)
     async with connect(args.host, args.port, calling_ae=args.aet, called_ae=args.aec, ssl_context=ssl_from_args(args),
                        max_pdu=args.max_pdu, connect_timeout=args.timeout, acse_timeout=args.timeout,
-                       dimse_timeout=args.dimse_timeout) as assoc:
+                       dimse_timeout=args.dimse_timeout, user_identity=user_identity_from_args(args)) as assoc:
         for i in range(args.repeat):
             status = await assoc.echo()
             if not status.ok:

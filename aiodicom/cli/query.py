@@ -16,7 +16,16 @@ from ..net.errors import OperationFailed
 from ..net.qr import get_contexts, sop_class, total
 from ..services import storage
 from ..uids import ALL_TRANSFER_SYNTAXES, UNCOMPRESSED_TRANSFER_SYNTAXES
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, EXIT_USAGE, add_client_options, fail, setup_logging, ssl_from_args
+from .common import (
+    EXIT_FAILURE_STATUS,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_client_options,
+    fail,
+    setup_logging,
+    ssl_from_args,
+    user_identity_from_args,
+)
 from .keys import KeySpecError, build_identifier
 
 MODELS = ("patient", "study", "psonly")
@@ -54,7 +63,8 @@ def _identifier(args: argparse.Namespace):
 def _connect(args: argparse.Namespace, contexts, **extra):
     return connect(args.host, args.port, calling_ae=args.aet, called_ae=args.aec, contexts=contexts,
                    ssl_context=ssl_from_args(args), max_pdu=args.max_pdu, connect_timeout=args.timeout,
-                   acse_timeout=args.timeout, dimse_timeout=args.dimse_timeout, **extra)
+                   acse_timeout=args.timeout, dimse_timeout=args.dimse_timeout,
+                   user_identity=user_identity_from_args(args), **extra)
 
 
 async def find_main(args: argparse.Namespace) -> int:

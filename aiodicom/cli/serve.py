@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import signal
 import tomllib
 from pathlib import Path
@@ -57,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a C-MOVE destination (repeatable)")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [peers] table: AET = \"host:port\"")
     p.add_argument("--case-insensitive-pn", action="store_true", help="match person names ignoring case")
+    p.add_argument("--users", metavar="FILE",
+                   help="require user identity (PS3.7 D.3.3.7): TOML [users] table, name = \"password\"")
     p.add_argument("--worklist", metavar="DIR", help="Modality Worklist files (.wl/.dcm as DCMTK's wlmscpfs reads "
                                                      "them, sub-folders too), re-read when they change")
     completed = p.add_mutually_exclusive_group()
@@ -88,6 +91,32 @@ def load_peers(args: argparse.Namespace) -> dict[str, Peer]:
             peers.update([parse_peer(f"{aet}={where}")])
     peers.update(parse_peer(spec) for spec in args.peer)
     return peers
+
+
+def load_users(path: str) -> dict[str, str]:
+    with open(path, "rb") as f:
+        users = tomllib.load(f).get("users", {})
+    if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
+        raise ValueError(f"{path}: [users] must map names to password strings")
+    return users
+
+
+def password_authenticator(users: dict[str, str]):
+    """Accept a username (type 1, for users with an empty password) or username and passcode (type 2)."""
+
+    async def authenticate(identity, assoc) -> bytes | None:
+        if identity is None or identity.identity_type not in (1, 2):
+            return None
+        name = identity.primary.decode("utf-8", "replace")
+        expected = users.get(name)
+        given = identity.secondary.decode("utf-8", "replace") if identity.identity_type == 2 else ""
+        if expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
+            assoc.log.warning("user identity refused", user=name)
+            return None
+        assoc.user_identity = name
+        return b""
+
+    return authenticate
 
 
 def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workflow: WorkflowDb | None = None,
@@ -137,6 +166,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         ul=UlConfig(max_pdu=args.max_pdu, artim=args.acse_timeout),
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
         max_dataset_size=args.max_dataset_size, ssl_context=ssl_context,
+        authenticator=password_authenticator(load_users(args.users)) if getattr(args, "users", None) else None,
     )
     return Server(config, dispatcher)
 
@@ -146,8 +176,10 @@ async def main(args: argparse.Namespace) -> int:
     log = get_logger()
     try:
         load_peers(args)
+        if args.users:
+            load_users(args.users)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
-        return fail(f"bad peer configuration: {exc}", EXIT_USAGE)
+        return fail(f"bad configuration: {exc}", EXIT_USAGE)
     root = Path(args.storage)
     store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
     try:

@@ -15,7 +15,15 @@ from ..dimse.dataset import EncodedDataset
 from ..net.client import MAX_CONTEXTS, connect
 from ..net.errors import NoPresentationContext
 from ..uids import UNCOMPRESSED_TRANSFER_SYNTAXES, is_uncompressed
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, add_client_options, fail, setup_logging, ssl_from_args
+from .common import (
+    EXIT_FAILURE_STATUS,
+    EXIT_OK,
+    add_client_options,
+    fail,
+    setup_logging,
+    ssl_from_args,
+    user_identity_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +126,7 @@ async def main(args: argparse.Namespace) -> int:
             async with connect(args.host, args.port, calling_ae=args.aet, called_ae=args.aec,
                                contexts=contexts, ssl_context=ssl_from_args(args), max_pdu=args.max_pdu,
                                connect_timeout=args.timeout, acse_timeout=args.timeout,
-                               dimse_timeout=args.dimse_timeout) as assoc:
+                               dimse_timeout=args.dimse_timeout, user_identity=user_identity_from_args(args)) as assoc:
                 for item in group:
                     try:
                         status = await assoc.store(item.path)
