@@ -56,11 +56,13 @@ def add_tls_client_options(p: argparse.ArgumentParser) -> None:
 
 def add_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="log level (default: warning for clients, info for servers)")
     p.add_argument("--log-format", choices=("auto", "text", "json"), default="auto")
 
 
 def setup_logging(args: argparse.Namespace, default: str = "warning") -> None:
-    level = {0: default, 1: "info"}.get(args.verbose, "debug")
+    level = args.log_level or {0: default, 1: "info"}.get(args.verbose, "debug")
     configure(level=level, fmt=args.log_format)
 
 

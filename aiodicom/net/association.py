@@ -57,13 +57,15 @@ class Dispatcher(Protocol):
 
     def cancel(self, assoc: Association, message_id: int) -> None: ...
 
+    def runs_inline(self, message: Request) -> bool: ...
+
 
 class Association:
     __slots__ = (
         "id", "stream", "ul", "log", "peer", "dimse_timeout", "idle_timeout", "dispatcher", "on_associate",
         "spool_memory_limit", "spool_dir", "max_dataset_size", "negotiated", "assoc_rq", "error", "established",
         "finished", "user_identity", "counted_ae", "_assembler", "_write_lock", "_message_lock", "_waiters",
-        "_incoming", "_inflight", "_idle", "_window", "_tg", "_last_activity", "_message_ids", "__weakref__",
+        "_incoming", "_inflight", "_children", "_idle", "_window", "_serial", "_tg", "_last_activity", "_message_ids", "__weakref__",
     )
 
     def __init__(
@@ -107,8 +109,10 @@ class Association:
         self._waiters: dict[int, MemoryObjectSendStream] = {}
         self._incoming: tuple[Message, int, Sink | ReceiveFailed, int] | None = None  # message, context, sink, bytes
         self._inflight = 0
+        self._children = 0  # background tasks (start_soon) still running
         self._idle = Flag(True)
         self._window: asyncio.Semaphore | None = None
+        self._serial = False  # the peer may have one request outstanding at a time
         self._tg: TaskGroup | None = None
         self._last_activity = 0.0
         self._message_ids = itertools.count(1)
@@ -137,7 +141,14 @@ class Association:
         N-EVENT-REPORT): it is cancelled when the association ends, unless it shields itself."""
         if self._tg is None:
             raise AssociationAborted(detail="association is not running")
-        self._tg.start_soon(func, *args)
+        self._tg.start_soon(self._counted, func, *args)
+
+    async def _counted(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self._children += 1
+        try:
+            await func(*args)
+        finally:
+            self._children -= 1
 
     def next_message_id(self) -> int:
         return (next(self._message_ids) - 1) % 0xFFFF + 1
@@ -156,7 +167,10 @@ class Association:
                 await self._process(self.ul.connection_made(now))
                 await self._flush()
                 await self._read_loop()
-                tg.cancel_scope.cancel()
+                if self._children or self._inflight:
+                    # anyio names the cancelling task in each cancellation message (a repr per task):
+                    # worth skipping for the common association that ends with nothing running
+                    tg.cancel_scope.cancel()
         except Exception as exc:  # contained: one association's failure never reaches the others
             if self.error is None:
                 self.error = AssociationAborted(detail=f"internal error: {exc!r}")
@@ -164,11 +178,11 @@ class Association:
             with contextlib.suppress(Exception):
                 self.ul.abort()
         finally:
-            with anyio.move_on_after(2, shield=True):
-                with contextlib.suppress(Exception):
+            if self.ul.has_output:  # e.g. the A-ABORT of a cancelled association: sent even when cancelled
+                with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
                     await self._flush()
-                self._discard_incoming()
-                await anyio.aclose_forcefully(self.stream)
+            self._discard_incoming()
+            self.stream.close()
             self._fail_waiters()
             self.established.set()
             self.finished.set()
@@ -176,15 +190,12 @@ class Association:
     async def _read_loop(self) -> None:
         ul = self.ul
         while not ul.closed:
-            deadline = self._deadline()
-            chunk: bytes | None = None
-            with anyio.move_on_at(deadline) as scope:
-                try:
-                    chunk = await self.stream.receive(RECEIVE_SIZE)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    chunk = b""
+            try:
+                chunk = await self.stream.receive(RECEIVE_SIZE, deadline=self._deadline())
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                chunk = b""
             now = anyio.current_time()
-            if scope.cancelled_caught:
+            if chunk is None:  # the deadline passed first
                 events = self._on_deadline(now)
             else:
                 self._last_activity = now
@@ -238,7 +249,7 @@ class Association:
                     if self._idle.is_set() or self._tg is None:
                         self.ul.release_response()
                     else:  # answer once our operations are done: their responses must precede A-RELEASE-RP
-                        self._tg.start_soon(self._release_when_idle)
+                        self.start_soon(self._release_when_idle)
                 case ev.ReleaseConfirmed():
                     pass
                 case ev.Aborted(source=source, reason=reason, local=local, detail=detail):
@@ -284,6 +295,7 @@ class Association:
         n = self.negotiated.max_operations_invoked if not self.ul.is_requestor else \
             self.negotiated.max_operations_performed
         self._window = asyncio.Semaphore(n if n > 0 else 1 << 16)
+        self._serial = n == 1
 
     async def _dimse_protocol_error(self, exc: DimseError) -> None:
         """A DIMSE-level violation (PS3.7 §6.3.1): nothing on this association can be trusted any more."""
@@ -361,7 +373,11 @@ class Association:
             await self._window.acquire()  # backpressure: no more reading while the window is full
         self._inflight += 1
         self._idle.clear()
-        self._tg.start_soon(self._serve, message, context_id, payload)
+        if self._serial and self.dispatcher.runs_inline(message):
+            # One operation at a time, and a handler that finishes by itself without the reader: no task.
+            await self._serve(message, context_id, payload)
+        else:
+            self._tg.start_soon(self._serve, message, context_id, payload)
 
     async def _serve(self, message: Request, context_id: int, payload: Any) -> None:
         try:
@@ -497,7 +513,7 @@ class Association:
                 self.ul.abort()
             with anyio.move_on_after(2), contextlib.suppress(Exception):
                 await self._flush()
-            await anyio.aclose_forcefully(self.stream)
+            self.stream.close()
             if self.error is None:
                 self.error = AssociationAborted(AbortSource.SERVICE_USER, 0, "aborted locally")
 

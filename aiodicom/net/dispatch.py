@@ -83,11 +83,21 @@ class Dispatcher:
         # accepted bytes out (None: no answer, the defaults apply)
         self.extended: dict[str, Callable[[bytes], bytes | None]] = {}
         self._operations: dict[tuple[int, int], ServiceRequest] = {}
+        self.inline: set[type[Request]] = set()
 
-    def add(self, request_type: type[Request], handler: Handler, *, sink: SinkFactory | None = None) -> None:
+    def add(self, request_type: type[Request], handler: Handler, *, sink: SinkFactory | None = None,
+            inline: bool = False) -> None:
+        """Route a request type to a handler. `inline`: the handler finishes by itself, quickly and
+        without waiting on the peer (C-ECHO, a C-STORE to disk), so on an association with one
+        operation at a time the reader may await it directly instead of spawning a task for it. A
+        handler that waits on the peer (C-GET's sub-operations) or a C-CANCEL must never be inline."""
         self.handlers[request_type] = handler
         if sink is not None:
             self.sink_factories[request_type] = sink
+        if inline:
+            self.inline.add(request_type)
+        else:
+            self.inline.discard(request_type)
 
     def support(self, abstract_syntaxes: Mapping[str, Collection[str]] | Collection[str],
                 transfer_syntaxes: Collection[str] = ()) -> None:
@@ -107,6 +117,9 @@ class Dispatcher:
     def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | ReceiveFailed | None:
         factory = self.sink_factories.get(type(message))
         return None if factory is None else factory(assoc, message, context_id)
+
+    def runs_inline(self, message: Request) -> bool:
+        return type(message) in self.inline
 
     def cancel(self, assoc: Association, message_id: int) -> None:
         req = self._operations.get((assoc.id, message_id))

@@ -11,6 +11,7 @@ It works inside anyio task groups and cancel scopes (they cancel the awaiting ta
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from typing import Any
 
@@ -18,6 +19,14 @@ import anyio
 
 _HIGH_WATER = 4 << 20  # bytes queued unread before we stop reading the socket (TCP backpressure)
 _YIELD_EVERY = 16  # consecutive immediate receives before letting other tasks run
+
+
+_EXPIRED = object()
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
 
 
 class StreamProtocol(asyncio.Protocol):
@@ -105,7 +114,12 @@ class FastStream:
     def extra(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
 
-    async def receive(self, max_bytes: int = 1 << 20) -> bytes:
+    async def receive(self, max_bytes: int = 1 << 20, *, deadline: float = math.inf) -> bytes | None:
+        """The next chunk; None when `deadline` (the loop's clock, as anyio.current_time()) passes first.
+
+        The deadline is a plain timer on the waiter: an anyio cancel scope per read would cost more
+        than the read.
+        """
         p = self._p
         if not p.chunks:
             self._streak = 0
@@ -113,12 +127,18 @@ class FastStream:
                 raise anyio.EndOfStream
             if self._closed:
                 raise anyio.ClosedResourceError
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             p._read_waiter = waiter
+            timer = None if deadline == math.inf else loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
             finally:
                 p._read_waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if waiter.result() is _EXPIRED:
+                return None
             if not p.chunks:
                 raise anyio.EndOfStream
         else:
@@ -154,12 +174,15 @@ class FastStream:
                 self._send_streak = 0  # see a C-CANCEL, and the other associations run
                 await asyncio.sleep(0)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close the transport (queued data is still written out by the transport)."""
         if not self._closed:
             self._closed = True
             if self._p.transport is not None:
                 self._p.transport.close()
-        await asyncio.sleep(0)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 async def open_stream(host: str, port: int, *, ssl_context: Any = None, server_hostname: str | None = None,

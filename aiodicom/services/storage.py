@@ -55,15 +55,17 @@ class _Received:
 class StorageService:
     def __init__(self, store: FileStore, *, sop_classes: Collection[str] = STORAGE_SOP_CLASSES,
                  transfer_syntaxes: Collection[str] = ALL_TRANSFER_SYNTAXES,
-                 on_stored: OnStored | None = None) -> None:
+                 on_stored: OnStored | None = None, inline: bool = True) -> None:
         self.store = store
         self.sop_classes = tuple(sop_classes)
         self.transfer_syntaxes = tuple(transfer_syntaxes)
         self.on_stored = on_stored
+        self.inline = inline  # False when on_stored may wait on something slow (e.g. a proxy's destination)
 
     def install(self, dispatcher: Dispatcher) -> None:
         dispatcher.support(self.sop_classes, self.transfer_syntaxes)
-        dispatcher.add(CStoreRQ, self.handle, sink=self.open_sink)
+        # inline: a commit ends by itself (disk, index) and never waits on the peer
+        dispatcher.add(CStoreRQ, self.handle, sink=self.open_sink, inline=self.inline)
 
     def open_sink(self, assoc: Association, message: Any, context_id: int) -> Any:
         try:

@@ -14,4 +14,4 @@ async def echo(req: ServiceRequest) -> int:
 
 def install(dispatcher: Dispatcher) -> None:
     dispatcher.support({VERIFICATION: ALL_TRANSFER_SYNTAXES})
-    dispatcher.add(CEchoRQ, echo)
+    dispatcher.add(CEchoRQ, echo, inline=True)

@@ -81,6 +81,11 @@ class UpperLayer:
         """True when the transport is to be closed (Sta1 after the association ran)."""
         return self.state is State.IDLE and self._used
 
+    @property
+    def has_output(self) -> bool:
+        """Bytes are queued for the transport."""
+        return bool(self._out)
+
     def connection_made(self, now: float) -> list[ev.UlEvent]:
         """The transport is open: Evt5 (acceptor) or Evt2 (requestor, after `send(AssociateRQ)`)."""
         self._now = now
