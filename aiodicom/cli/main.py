@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import commit, echo, index, mpps, printcmd, query, serve, store, worklist
+from . import commit, echo, index, load, mpps, printcmd, query, route, serve, store, worklist
 from .common import run
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiodicom", description="asyncio DICOM network engine")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (echo, store, query, serve, index, printcmd, worklist, mpps, commit):
+    for module in (echo, store, query, serve, index, load, route, printcmd, worklist, mpps, commit):
         module.register(sub)
     return p
 
