@@ -15,10 +15,10 @@ import functools
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -40,9 +40,9 @@ from aiodicom.archive.index import (
     check_uids,
 )
 from aiodicom.archive.matching import Query
+from aiodicom.archive.sqlite_readers import ReaderPool
 
 T = TypeVar("T")
-_MAX_EMPTY_CHUNKS: Final = 16  # chunks a reader may filter away before yielding control back
 
 
 class IndexClosedError(RuntimeError):
@@ -91,11 +91,9 @@ class SqliteIndex(ArchiveIndex):
         self.storage_dir = Path(storage_dir)
         self.path = self.storage_dir / filename
         self._max_batch = max_batch
-        self._chunk_size = chunk_size
-        self._limiter = anyio.CapacityLimiter(readers)
-        self._idle_readers = 2 * readers  # connections kept open between queries
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._readers = ReaderPool(lambda: schema.open_connection(self.path, readonly=True), readers=readers,
+                                   chunk_size=chunk_size, closed_error=lambda: IndexClosedError(f"{self.path} is closed"))
         self._lock = threading.Lock()
         self._closed = False
         self._fatal: BaseException | None = None
@@ -213,51 +211,12 @@ class SqliteIndex(ArchiveIndex):
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def _acquire(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._closed:
-                raise IndexClosedError(f"{self.path} is closed")
-        try:
-            return self._readers.get_nowait()
-        except queue.Empty:
-            return schema.open_connection(self.path, readonly=True)
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+        return self._readers.read(fn)
 
-    def _release(self, conn: sqlite3.Connection, cursor: sqlite3.Cursor | None) -> None:
-        if cursor is not None:
-            cursor.close()  # ends the read transaction (the WAL snapshot) now, not at GC
-        with self._lock:
-            if not self._closed and self._readers.qsize() < self._idle_readers:
-                self._readers.put(conn)
-                return
-        conn.close()
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            conn = self._acquire()
-            try:
-                return fn(conn)
-            finally:
-                self._release(conn, None)
-
-        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
-
-    async def _stream(self, sql: str, params: tuple[Any, ...],
-                      convert: Callable[[tuple[Any, ...]], T | None]) -> AsyncIterator[T]:
-        """Rows of `sql` in chunks, converted (None: filtered out) in the reader thread."""
-        conn = await anyio.to_thread.run_sync(self._acquire, limiter=self._limiter)
-        cursor: sqlite3.Cursor | None = None
-        try:
-            cursor = await anyio.to_thread.run_sync(conn.execute, sql, params, limiter=self._limiter)
-            fetch = functools.partial(_fetch, cursor, convert, self._chunk_size)
-            while True:
-                chunk, done = await anyio.to_thread.run_sync(fetch, limiter=self._limiter)
-                for item in chunk:
-                    yield item
-                if done:
-                    break
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._release, conn, cursor)
+    def _stream(self, sql: str, params: Sequence[Any], convert: Callable[[tuple[Any, ...]], T | None]
+                ) -> AsyncIterator[T]:
+        return self._readers.stream(sql, params, convert)
 
     async def query(self, level: Level, query: Query, *, model: Model = Model.STUDY_ROOT) -> AsyncIterator[Row]:
         check_level(level, model)
@@ -302,24 +261,7 @@ class SqliteIndex(ArchiveIndex):
             self._closed = True
             self._jobs.put(None)
         await anyio.to_thread.run_sync(self._thread.join)
-        while True:
-            try:
-                self._readers.get_nowait().close()
-            except queue.Empty:
-                break
-
-
-def _fetch(cursor: sqlite3.Cursor, convert: Callable[[tuple[Any, ...]], T | None], size: int) -> tuple[list[T], bool]:
-    """Up to a few chunks, until some row passes the filter: (items, exhausted)."""
-    out: list[T] = []
-    for _ in range(_MAX_EMPTY_CHUNKS):
-        rows = cursor.fetchmany(size)
-        if not rows:
-            return out, True
-        out.extend(item for item in map(convert, rows) if item is not None)
-        if out:
-            break
-    return out, False
+        self._readers.close()
 
 
 def _add(conn: sqlite3.Connection, touched: schema.Touched, *, records: tuple[IndexRecord, ...],

@@ -14,11 +14,17 @@ before every key is matched in Python by `archive.matching`.
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +34,15 @@ import anyio
 import anyio.to_thread
 from pydicom import Dataset
 
-from aiodicom.archive.matching import Query, SequenceMatcher, SqlColumn, SqlFilter, candidate_values, normalize_da
+from aiodicom.archive.matching import (
+    Query,
+    SequenceMatcher,
+    SqlColumn,
+    SqlFilter,
+    candidate_values,
+    normalize_da,
+)
+from aiodicom.archive.sqlite_readers import ReaderPool
 from aiodicom.dimse.dataset import EXPLICIT_VR_LITTLE_ENDIAN, EncodedDataset
 
 T = TypeVar("T")
@@ -201,8 +215,8 @@ class WorkflowDb:
         self.path = path
         self._writer: sqlite3.Connection | None = None
         self._write_limiter = anyio.CapacityLimiter(1)
-        self._read_limiter = anyio.CapacityLimiter(readers)
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._readers = ReaderPool(lambda: _open_reader(path), readers=readers, chunk_size=_CHUNK,
+                                   closed_error=lambda: WorkflowDbError(f"{path} is closed"))
         self._lock = threading.Lock()
         self._closed = False
 
@@ -219,11 +233,7 @@ class WorkflowDb:
             self._closed = True
         if self._writer is not None:
             await anyio.to_thread.run_sync(self._writer.close, limiter=self._write_limiter)
-        while True:
-            try:
-                self._readers.get_nowait().close()
-            except queue.Empty:
-                break
+        self._readers.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -251,66 +261,12 @@ class WorkflowDb:
 
         return await anyio.to_thread.run_sync(run, limiter=self._write_limiter)
 
-    def _acquire(self) -> sqlite3.Connection:
-        if self._closed:
-            raise WorkflowDbError(f"{self.path} is closed")
-        try:
-            return self._readers.get_nowait()
-        except queue.Empty:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA query_only = ON")
-            return conn
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+        return self._readers.read(fn)
 
-    def _release(self, conn: sqlite3.Connection, cursor: sqlite3.Cursor | None = None) -> None:
-        if cursor is not None:
-            cursor.close()  # ends the read transaction now
-        with self._lock:
-            if not self._closed:
-                self._readers.put(conn)
-                return
-        conn.close()
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            conn = self._acquire()
-            try:
-                return fn(conn)
-            finally:
-                self._release(conn)
-
-        return await anyio.to_thread.run_sync(run, limiter=self._read_limiter)
-
-    async def _stream(self, sql: str, params: Sequence[Any], convert: Callable[[tuple[Any, ...]], T | None]
-                      ) -> AsyncGenerator[T, None]:
-        """Rows of sql, converted in the reader thread (None: dropped), a chunk per thread trip (a trip that
-        finds nothing still comes back after a few chunks, so a cancelled query stops soon)."""
-        conn = await anyio.to_thread.run_sync(self._acquire, limiter=self._read_limiter)
-        cursor: sqlite3.Cursor | None = None
-
-        def fetch() -> tuple[list[T], bool]:
-            assert cursor is not None
-            out: list[T] = []
-            for _ in range(16):
-                rows = cursor.fetchmany(_CHUNK)
-                if not rows:
-                    return out, True
-                out.extend(item for item in map(convert, rows) if item is not None)
-                if out:
-                    break
-            return out, False
-
-        try:
-            cursor = await anyio.to_thread.run_sync(conn.execute, sql, tuple(params), limiter=self._read_limiter)
-            while True:
-                chunk, done = await anyio.to_thread.run_sync(fetch, limiter=self._read_limiter)
-                for item in chunk:
-                    yield item
-                if done:
-                    break
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._release, conn, cursor)
+    def _stream(self, sql: str, params: Sequence[Any], convert: Callable[[tuple[Any, ...]], T | None]
+                ) -> AsyncIterator[T]:
+        return self._readers.stream(sql, params, convert)
 
     # ---- worklist ----------------------------------------------------------------------------
 
@@ -493,6 +449,13 @@ def _with_status(item: Dataset, status: str | None) -> Dataset:
         for step in item.get("ScheduledProcedureStepSequence") or ():
             step.ScheduledProcedureStepStatus = status
     return item
+
+
+def _open_reader(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA query_only = ON")
+    return conn
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
