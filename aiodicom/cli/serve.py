@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hmac
 import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -58,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a C-MOVE destination (repeatable)")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [peers] table: AET = \"host:port\"")
     p.add_argument("--case-insensitive-pn", action="store_true", help="match person names ignoring case")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N processes on one port (SO_REUSEPORT), one event loop each, sharing the storage folder")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set on the workers a parent starts
     p.add_argument("--users", metavar="FILE",
                    help="require user identity (PS3.7 D.3.3.7): TOML [users] table, name = \"password\"")
     p.add_argument("--worklist", metavar="DIR", help="Modality Worklist files (.wl/.dcm as DCMTK's wlmscpfs reads "
@@ -155,7 +160,9 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         reports = commitment.install(dispatcher, workflow, index, peers=load_peers(args), ae_title=args.aet)
         tasks = background if background is not None else []
         tasks.append(reports.run)
-        if getattr(args, "worklist", None):
+        if getattr(args, "worker", False):  # the first process retries reports and follows the worklist folder
+            reports.retries = False
+        elif getattr(args, "worklist", None):
             tasks.append(worklist.WorklistFolder(workflow, args.worklist).run)
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
     config = ServerConfig(
@@ -167,6 +174,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
         max_dataset_size=args.max_dataset_size, ssl_context=ssl_context,
         authenticator=password_authenticator(load_users(args.users)) if getattr(args, "users", None) else None,
+        reuse_port=getattr(args, "workers", 1) > 1 or getattr(args, "worker", False),
     )
     return Server(config, dispatcher)
 
@@ -180,10 +188,13 @@ async def main(args: argparse.Namespace) -> int:
             load_users(args.users)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
         return fail(f"bad configuration: {exc}", EXIT_USAGE)
+    if args.workers > 1 and args.port == 0:
+        return fail("--workers needs a fixed --port (each worker binds the same one)", EXIT_USAGE)
     root = Path(args.storage)
     store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
+    workers: list[subprocess.Popen] = []
     try:
-        if not (root / INDEX_FILENAME).exists() and any(storage_files(root)):
+        if not args.worker and not (root / INDEX_FILENAME).exists() and any(storage_files(root)):
             log.info("no index for a storage folder with files: rebuilding it")
             stats = await anyio.to_thread.run_sync(rebuild_index, root)
             log.info("index rebuilt", indexed=stats.indexed, unreadable=len(stats.unreadable))
@@ -195,12 +206,37 @@ async def main(args: argparse.Namespace) -> int:
                 tg.start_soon(_stop_on_signal, server)
                 for task in background:  # started before we listen: e.g. the worklist folder is indexed
                     await tg.start(task)
+                if not args.worker:
+                    workers = [_start_worker(args, log) for _ in range(args.workers - 1)]
                 await server.serve()
                 tg.cancel_scope.cancel()
     finally:
+        with anyio.CancelScope(shield=True):
+            await _stop_workers(workers, log)
         store.close()
     log.info("stopped")
     return EXIT_OK
+
+
+def _start_worker(args: argparse.Namespace, log) -> subprocess.Popen:
+    """Another process serving the same port (SO_REUSEPORT spreads connections) and the same storage."""
+    argv = [a for a in args.argv if a != "--worker"]
+    proc = subprocess.Popen([sys.executable, "-m", "aiodicom", *argv, "--worker"], stdin=subprocess.DEVNULL)
+    log.info("worker started", pid=proc.pid)
+    return proc
+
+
+async def _stop_workers(workers: list[subprocess.Popen], log) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in workers:
+        try:
+            code = await anyio.to_thread.run_sync(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = await anyio.to_thread.run_sync(proc.wait)
+        log.info("worker stopped", pid=proc.pid, exit_code=code)
 
 
 async def _stop_on_signal(server: Server) -> None:

@@ -213,6 +213,7 @@ class CommitmentService:
         self.ae_title = ae_title
         self.sop_classes = frozenset(sop_classes)
         self.retry_interval = retry_interval
+        self.retries = True  # retry pending requests (every one in the database), not only this process's
         self.max_retry_interval = max_retry_interval
         self.dimse_timeout = dimse_timeout
         self.max_references = max_references
@@ -262,12 +263,12 @@ class CommitmentService:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver reports: at once for new requests, then retries, pending ones from before a restart too."""
         async with anyio.create_task_group() as tg:
-            for transaction_uid, _ in await self.db.pending_schedule():  # left by an earlier run: try them now
+            for transaction_uid, _ in await self._pending():  # left by an earlier run: try them now
                 self._start(tg, transaction_uid, None)
             task_status.started()
             while True:
                 try:
-                    schedule = [(tx, due) for tx, due in await self.db.pending_schedule() if tx not in self._inflight]
+                    schedule = [(tx, due) for tx, due in await self._pending() if tx not in self._inflight]
                 except Exception:  # e.g. the database busy past its timeout: a report waits, the server goes on
                     self.log.exception("cannot read pending commitment requests")
                     schedule = [("", time.time() + self.retry_interval)]
@@ -281,6 +282,11 @@ class CommitmentService:
                 for transaction_uid, due in schedule:
                     if transaction_uid and due <= now:
                         self._start(tg, transaction_uid, None)
+
+    async def _pending(self) -> list[tuple[str, float]]:
+        """Requests waiting for a (re)try; none for a worker that only reports what it received itself
+        (`serve --workers`: one worker retries for all, so no report goes out twice)."""
+        return await self.db.pending_schedule() if self.retries else []
 
     def _start(self, tg: anyio.abc.TaskGroup, transaction_uid: str, assoc: Any) -> None:
         if transaction_uid not in self._inflight:
