@@ -20,12 +20,12 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ..dimse import status as st
 from ..dimse.assembly import CommandComplete, DataFragment, MessageAssembler
 from ..dimse.dataset import EncodedDataset
 from ..dimse.errors import DimseError
 from ..dimse.fragment import max_fragment_size
 from ..dimse.messages import CCancelRQ, Message, Request, Response, encode_message
-from ..dimse import status as st
 from ..dimse.status import Category
 from ..ul import events as ev
 from ..ul.constants import AbortReason, AbortSource
@@ -34,8 +34,13 @@ from ..ul.machine import UlConfig, UpperLayer
 from ..ul.negotiation import Negotiated, negotiated
 from ..ul.pdu import Abort, AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.pdv import Pdv
+from .errors import (
+    AssociationAborted,
+    AssociationError,
+    AssociationRejected,
+    AssociationTimeout,
+)
 from .flag import Flag
-from .errors import AssociationAborted, AssociationError, AssociationRejected, AssociationTimeout
 from .sinks import ReceiveFailed, Sink, SpoolSink
 from .stream import FastStream
 from .transport import RECEIVE_SIZE
@@ -358,7 +363,7 @@ class Association:
             waiter = self._waiters.get(message.message_id_being_responded_to)
             if waiter is None:
                 self.log.warning("response to no outstanding request", message_id=message.message_id_being_responded_to)
-                _close_payload(payload)
+                close_payload(payload)
                 return
             waiter.send_nowait((message, payload))
             return
@@ -367,7 +372,7 @@ class Association:
                 self.dispatcher.cancel(self, message.message_id_being_responded_to)
             return
         if self.dispatcher is None or self._tg is None:
-            _close_payload(payload)
+            close_payload(payload)
             return
         if self._window is not None:
             await self._window.acquire()  # backpressure: no more reading while the window is full
@@ -387,7 +392,7 @@ class Association:
         except Exception:
             self.log.exception("handler failed", command=type(message).__name__)
         finally:
-            _close_payload(payload)
+            close_payload(payload)
             self._inflight -= 1
             if self._window is not None:
                 self._window.release()
@@ -460,7 +465,7 @@ class Association:
         async for response, payload in self.request_iter(message, context_id, dataset):
             if response.category is not Category.PENDING:
                 return response, payload
-            _close_payload(payload)
+            close_payload(payload)
         raise self.error or AssociationAborted(detail="association ended before the response")
 
     async def request_iter(self, message: Request, context_id: int, dataset: Any = None
@@ -518,7 +523,7 @@ class Association:
                 self.error = AssociationAborted(AbortSource.SERVICE_USER, 0, "aborted locally")
 
 
-def _close_payload(payload: Any) -> None:
+def close_payload(payload: Any) -> None:
     """Release what a payload holds (a spool's temp file, an uncommitted instance)."""
     close = getattr(payload, "discard", None) or getattr(payload, "close", None)
     if callable(close):

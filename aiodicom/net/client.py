@@ -47,7 +47,7 @@ from ..ul.pdu import (
     UserInformation,
 )
 from . import qr
-from .association import Association, Dispatcher
+from .association import Association, Dispatcher, close_payload
 from .errors import ConnectionFailed, NoPresentationContext
 from .transport import open_connection
 
@@ -191,8 +191,7 @@ class Client:
         try:
             decoded = payload.dataset() if payload is not None else None
         finally:
-            if payload is not None:
-                payload.close()
+            close_payload(payload)
         return NResult(Status(rsp.status, rsp), decoded,
                        getattr(rsp, "affected_sop_instance_uid", None) or getattr(message, "affected_sop_instance_uid",
                                                                                  None))

@@ -18,6 +18,7 @@ from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CCancelRQ, CFindRQ, CGetRQ, CMoveRQ, Request, Response
 from ..uids import COMMON_STORAGE_SOP_CLASSES, QR_MODELS, UNCOMPRESSED_TRANSFER_SYNTAXES
 from ..ul.pdu import RoleSelection
+from .association import close_payload
 from .errors import OperationFailed
 
 if TYPE_CHECKING:
@@ -86,15 +87,9 @@ async def _cancel_and_drain(client: Client, message: Request, context_id: int, r
         await client.assoc.send(CCancelRQ(message_id_being_responded_to=message.message_id), context_id)
         with anyio.move_on_after(_CANCEL_DRAIN_TIMEOUT):
             async for rsp, payload in responses:
-                _discard(payload)
+                close_payload(payload)
                 if rsp.category is not st.Category.PENDING:
                     return
-
-
-def _discard(payload: Any) -> None:
-    close = getattr(payload, "close", None)
-    if callable(close):
-        close()
 
 
 async def find(client: Client, identifier: Dataset, *, model: str = "study", priority: int = 0
@@ -111,7 +106,7 @@ async def find(client: Client, identifier: Dataset, *, model: str = "study", pri
                     try:
                         yield payload.dataset()
                     finally:
-                        _discard(payload)
+                        close_payload(payload)
             elif rsp.category is st.Category.FAILURE:
                 raise OperationFailed(rsp)
 
@@ -125,7 +120,7 @@ async def _retrieve(client: Client, message: CMoveRQ | CGetRQ, identifier: Datas
                 with contextlib.suppress(Exception):
                     listed = payload.dataset().get("FailedSOPInstanceUIDList", [])
                     failed_uids = tuple(str(u) for u in ([listed] if isinstance(listed, str) else listed))
-                _discard(payload)
+                close_payload(payload)
             yield Progress(rsp.status, rsp.remaining, rsp.completed, rsp.failed, rsp.warning, failed_uids, rsp)
 
 

@@ -16,7 +16,12 @@ import anyio
 
 from ..implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..log import get_logger
-from ..ul.constants import LOCAL_LIMIT_EXCEEDED, RejectReason, RejectResult, RejectSource
+from ..ul.constants import (
+    LOCAL_LIMIT_EXCEEDED,
+    RejectReason,
+    RejectResult,
+    RejectSource,
+)
 from ..ul.machine import Role, UlConfig
 from ..ul.negotiation import AcceptorPolicy, accept, check_association
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ, UserIdentityRQ
