@@ -65,7 +65,7 @@ def build(port: int, counts: Counts) -> Server:
         counts.bytes += req.payload if isinstance(req.payload, int) else 0
         return Result(status=st.SUCCESS)
 
-    dispatcher.add(CStoreRQ, on_store, sink=lambda assoc, message, context_id: _CountingSink(counts))
+    dispatcher.add(CStoreRQ, on_store, sink=lambda assoc, message, context_id: _CountingSink(counts), inline=True)
     config = ServerConfig(host="127.0.0.1", port=port, ae_title="AIODICOM", promiscuous=True,
                           max_associations=20_000, ul=UlConfig(max_pdu=262_144, artim=30.0))
     return Server(config, dispatcher)
