@@ -7,6 +7,7 @@ Written by hand (no pydicom) because it is on the path of every C-STORE: a store
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -77,27 +78,36 @@ def encode_file_meta(
 ) -> bytes:
     """Preamble + "DICM" + group 0002 in Explicit VR Little Endian (PS3.10 §7.1), ready to be
     followed by the data set bytes. Raises InvalidUID / ValueError on values PS3.10 cannot carry."""
+    head, tail = _meta_around_instance(sop_class_uid, transfer_syntax, implementation_class_uid,
+                                       implementation_version_name, source_ae)
+    instance = _element(_MEDIA_SOP_INSTANCE, b"UI", _ui(validate_uid(sop_instance_uid, "SOP Instance UID")))
+    body_length = len(head) + len(instance) + len(tail)
+    return b"".join((_START, struct.pack("<I", body_length), head, instance, tail))
+
+
+_START: Final = PREAMBLE + MAGIC + _SHORT.pack(0x0002, _GROUP_LENGTH, b"UL", 4)
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_around_instance(sop_class_uid: str, transfer_syntax: str, implementation_class_uid: str,
+                          implementation_version_name: str, source_ae: str | None) -> tuple[bytes, bytes]:
+    """The meta elements before and after Media Storage SOP Instance UID, validated once per combination:
+    on the C-STORE path only the instance UID changes from one file to the next."""
     validate_uid(sop_class_uid, "SOP Class UID")
-    validate_uid(sop_instance_uid, "SOP Instance UID")
     validate_uid(transfer_syntax, "Transfer Syntax UID")
     validate_uid(implementation_class_uid, "Implementation Class UID")
     if not is_valid_ae_title(implementation_version_name):  # SH: same repertoire and length as AE
         raise ValueError(f"invalid Implementation Version Name {implementation_version_name!r}")
     if source_ae is not None and not is_valid_ae_title(source_ae):
         raise ValueError(f"invalid Source Application Entity Title {source_ae!r}")
-    body = b"".join(
-        (
-            _element(_VERSION, b"OB", b"\x00\x01"),  # PS3.10 §7.1: version 1, bit 0 of byte 1 set
-            _element(_MEDIA_SOP_CLASS, b"UI", _ui(sop_class_uid)),
-            _element(_MEDIA_SOP_INSTANCE, b"UI", _ui(sop_instance_uid)),
-            _element(_TRANSFER_SYNTAX, b"UI", _ui(transfer_syntax)),
-            _element(_IMPL_CLASS, b"UI", _ui(implementation_class_uid)),
-            _element(_IMPL_VERSION, b"SH", _text(implementation_version_name)),
-            _element(_SOURCE_AE, b"AE", _text(source_ae)) if source_ae is not None else b"",
-        )
-    )
-    group_length = _element(_GROUP_LENGTH, b"UL", struct.pack("<I", len(body)))
-    return b"".join((PREAMBLE, MAGIC, group_length, body))
+    head = _element(_VERSION, b"OB", b"\x00\x01") + _element(_MEDIA_SOP_CLASS, b"UI", _ui(sop_class_uid))
+    tail = b"".join((  # PS3.10 §7.1: version 1 (bit 0 of byte 1 set) above; then in tag order
+        _element(_TRANSFER_SYNTAX, b"UI", _ui(transfer_syntax)),
+        _element(_IMPL_CLASS, b"UI", _ui(implementation_class_uid)),
+        _element(_IMPL_VERSION, b"SH", _text(implementation_version_name)),
+        _element(_SOURCE_AE, b"AE", _text(source_ae)) if source_ae is not None else b"",
+    ))
+    return head, tail
 
 
 def parse_file_meta(head: bytes | memoryview) -> FileMeta:

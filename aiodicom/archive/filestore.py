@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import os
 import secrets
@@ -124,6 +125,7 @@ class FileStore:
         self.limiter = anyio.CapacityLimiter(workers)
         self._committer = GroupCommitter(sync=sync, data_sync=data_sync, limiter=self.limiter)
         self._session = ""
+        self._incoming_prefix = ""
         self._lock_fd = -1
         self._names = itertools.count()
         self.open()
@@ -176,6 +178,7 @@ class FileStore:
                 with contextlib.suppress(FileNotFoundError):
                     if os.stat(path).st_ino == os.fstat(fd).st_ino:
                         self._session, self._lock_fd = session, fd
+                        self._incoming_prefix = f"{self.incoming}{os.sep}{session}-"
                         return
             except BaseException:
                 os.close(fd)
@@ -250,9 +253,8 @@ class FileStore:
         """
         if self.closed:
             raise ArchiveError(f"the store at {self.root} is closed")
-        validate_uid(sop_class_uid, "Affected SOP Class UID")
+        _validate_context(sop_class_uid, transfer_syntax)
         validate_uid(sop_instance_uid, "Affected SOP Instance UID")
-        validate_uid(transfer_syntax, "Transfer Syntax UID")
         meta = encode_file_meta(
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
@@ -261,7 +263,7 @@ class FileStore:
             implementation_version_name=self._implementation[1],
             source_ae=source_ae,
         )
-        temp = self.incoming / f"{self._session}-{next(self._names):x}{_PART}"
+        temp = f"{self._incoming_prefix}{next(self._names):x}{_PART}"  # a str: a Path costs more than the write
         return IncomingInstance(
             self,
             meta=meta,
@@ -295,7 +297,7 @@ class IncomingInstance:
         store: FileStore,
         *,
         meta: bytes,
-        temp: Path,
+        temp: str,
         sop_class_uid: str,
         sop_instance_uid: str,
         transfer_syntax: str,
@@ -320,7 +322,7 @@ class IncomingInstance:
     @property
     def temp_path(self) -> Path:
         """Where the instance is spooled (it exists only once the data set outgrew memory)."""
-        return self._temp
+        return Path(self._temp)
 
     @property
     def in_memory(self) -> bool:
@@ -375,7 +377,7 @@ class IncomingInstance:
             final = store.path_for(study, series, self.sop_instance_uid)
             job = CommitJob(
                 fd=self._fd,
-                temp=str(self._temp),
+                temp=self._temp,
                 final=str(final),
                 replace=store.duplicates is DuplicatePolicy.OVERWRITE,
                 content=self._meta + self._head if self._fd < 0 else None,
@@ -473,6 +475,13 @@ class IncomingInstance:
         if sop_class is not None and sop_class != self.sop_class_uid:
             raise DataSetMismatch(f"data set SOP Class UID {sop_class} differs from the command's {self.sop_class_uid}")
         return study, series
+
+
+@functools.lru_cache(maxsize=256)
+def _validate_context(sop_class_uid: str, transfer_syntax: str) -> None:
+    """A C-STORE's SOP class and transfer syntax: a handful of distinct values, so checked once each."""
+    validate_uid(sop_class_uid, "Affected SOP Class UID")
+    validate_uid(transfer_syntax, "Transfer Syntax UID")
 
 
 def _unlink(path: Path | str) -> None:

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-import anyio
 
 from ..dimse import status as st
 from ..dimse.messages import MESSAGE_TYPES, CStoreRQ, Request, Response
+from .flag import Flag
 from .sinks import ReceiveFailed
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class ServiceRequest:
     transfer_syntax: str
     payload: Any  # EncodedDataset (default sink), what a service's own sink returned, or None
     assoc: Association
-    cancelled: anyio.Event = field(default_factory=anyio.Event)
+    cancelled: Flag = field(default_factory=Flag)  # set by C-CANCEL; a Flag costs nothing until awaited
 
     @property
     def calling_ae(self) -> str:
