@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from ..archive.feeder import IndexFeeder
-from ..archive.filestore import DuplicatePolicy, FileStore
+from ..archive.filestore import DuplicatePolicy, FileStore, StoredInstance
 from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
 from ..archive.rebuild import rebuild_index, storage_files
@@ -124,6 +124,32 @@ def password_authenticator(users: dict[str, str]):
     return authenticate
 
 
+def index_record(stored: StoredInstance) -> IndexRecord:
+    return IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
+                       sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
+                       attributes=stored.attributes)
+
+
+class IndexAlongside:
+    """Index an instance while its file is synced: Success then still means durable and indexed, and the
+    index transaction (a thread round trip) overlaps the fsyncs instead of following them."""
+
+    def __init__(self, index: ArchiveIndex) -> None:
+        self.index = index
+
+    async def filing(self, stored: StoredInstance) -> None:
+        try:
+            await self.index.add([index_record(stored)])
+        except Exception:  # the file is durable and the truth: `aiodicom index rebuild` recovers the index
+            get_logger().exception("indexing failed", path=str(stored.path))
+
+    async def failed(self, stored: StoredInstance) -> None:
+        try:
+            await self.index.remove(stored.sop_instance_uid)
+        except Exception:
+            get_logger().exception("removing a failed instance from the index failed", path=str(stored.path))
+
+
 def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workflow: WorkflowDb | None = None,
           background: list | None = None) -> Server:
     """The server; with `workflow`, also Worklist, MPPS and Storage Commitment, whose tasks (commitment
@@ -136,19 +162,16 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         feeder = IndexFeeder(index, log=get_logger())
         background.append(feeder.run)
 
-    async def index_it(stored, req) -> None:
-        record = IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
-                             sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
-                             attributes=stored.attributes)
-        if feeder is not None:
-            feeder.put(record)
-            return
-        try:
-            await index.add([record])
-        except Exception:  # the file is durable and the truth: `aiodicom index rebuild` recovers the index
-            req.assoc.log.exception("indexing failed", path=str(stored.path))
+    indexing = IndexAlongside(index)
+    during_commit = feeder is None and store.sync and store.duplicates is DuplicatePolicy.OVERWRITE
 
-    storage.install(dispatcher, store, on_stored=index_it)
+    async def index_it(stored, req) -> None:
+        if feeder is not None:
+            feeder.put(index_record(stored))
+        elif not during_commit:
+            await indexing.filing(stored)
+
+    storage.install(dispatcher, store, on_stored=index_it, alongside=indexing if during_commit else None)
     query.install(dispatcher, index, case_insensitive_pn=args.case_insensitive_pn)
     retrieve.install(dispatcher, index, peers=load_peers(args), ae_title=args.aet)
     print_dir = getattr(args, "print_dir", None)

@@ -532,3 +532,62 @@ def test_peek_of_the_stored_head_agrees_with_the_attributes(store: FileStore) ->
         k: v for k, v in peek(ds, EXPLICIT, frozenset(stored.attributes), complete=True).items()
     }
     assert not is_deflated(stored.transfer_syntax)
+
+
+class Recorder:
+    """An `alongside` that records what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bool]] = []  # (what, sop, whether the final file existed then)
+
+    async def filing(self, stored) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(("filing", stored.sop_instance_uid, stored.path.exists()))
+        await anyio.lowlevel.checkpoint()  # as an index transaction would, waiting on its thread
+
+    async def failed(self, stored) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(("failed", stored.sop_instance_uid, stored.path.exists()))
+
+
+async def commit_with(store: FileStore, ds: bytes, sop: str, alongside: Recorder):  # type: ignore[no-untyped-def]
+    inc = store.begin(sop_class_uid=CT, sop_instance_uid=sop, transfer_syntax=EXPLICIT)
+    inc.write(ds)
+    return await inc.commit(alongside)
+
+
+@pytest.mark.anyio
+async def test_alongside_runs_during_a_synced_commit_with_what_the_commit_returns(store: FileStore) -> None:
+    rec = Recorder()
+    stored = await commit_with(store, dataset("1.2.3.80"), "1.2.3.80", rec)
+    # told during the commit (the final file was not there yet), about the same instance and path
+    assert rec.calls == [("filing", "1.2.3.80", False)]
+    assert stored.path.exists() and stored.outcome is StoreOutcome.STORED
+
+
+@pytest.mark.anyio
+async def test_alongside_is_undone_when_the_disk_is_full(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "size=32k") as mnt, FileStore(mnt) as s:
+        rec = Recorder()
+        with pytest.raises(StorageFull):
+            await commit_with(s, dataset("1.2.3.81", pixels=bytes(60_000)), "1.2.3.81", rec)
+        assert rec.calls == [("filing", "1.2.3.81", False), ("failed", "1.2.3.81", False)]
+        assert final_files(s) == []
+
+
+@pytest.mark.anyio
+async def test_alongside_is_not_undone_when_an_earlier_copy_stays(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "size=32k") as mnt, FileStore(mnt) as s:
+        first = await store_bytes(s, dataset("1.2.3.82"), "1.2.3.82")
+        rec = Recorder()
+        with pytest.raises(StorageFull):  # the replacement (in memory until commit) does not fit
+            await commit_with(s, dataset("1.2.3.82", pixels=bytes(60_000)), "1.2.3.82", rec)
+        assert [c[0] for c in rec.calls] == ["filing"] and first.path.exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["no sync", "keep first"])
+async def test_alongside_is_not_used_without_sync_or_when_duplicates_are_kept(tmp_path: Path, how: str) -> None:
+    kwargs = {"sync": False} if how == "no sync" else {"duplicates": DuplicatePolicy.KEEP_FIRST}
+    with FileStore(tmp_path / "a", **kwargs) as s:
+        rec = Recorder()
+        stored = await commit_with(s, dataset("1.2.3.83"), "1.2.3.83", rec)
+        assert rec.calls == [] and stored.path.exists()
