@@ -13,6 +13,7 @@ before it commits, then drops any left empty.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from aiodicom.archive.index import INDEXED_KEYWORDS, IndexRecord, Level, StoredInstance
-from aiodicom.archive.matching import Matcher, Query, SqlColumn, candidate_values, fold, normalize_da, normalize_tm
+from aiodicom.archive.matching import (
+    Matcher,
+    Query,
+    SqlColumn,
+    candidate_values,
+    clean,
+    fold,
+    normalize_da,
+    normalize_tm,
+)
 
 SCHEMA_VERSION: Final = 1
 
@@ -136,19 +146,33 @@ class Decoded:
     instance: tuple[Any, ...]
 
 
+_TEXT_VRS: Final = frozenset({"SH", "LO", "PN", "UC", "ST", "LT", "UT"})  # PS3.5 §6.1.2.3: in the character set
+# tag → (keyword, VR, delimiters when the value is coded in the character set, else None)
+_DECODING: Final = {
+    tag: (keyword, vr, (TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})) if vr in _TEXT_VRS else None)
+    for tag, keyword in _KEYWORDS.items()
+    for vr in (dictionary_VR(tag),)
+}
+
+
 def _texts(attrs: Mapping[int, bytes], encodings: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for tag, raw in attrs.items():
-        keyword = _KEYWORDS.get(tag)
-        if not raw or keyword is None:
+        spec = _DECODING.get(tag)
+        if not raw or spec is None:
             continue
-        vr = dictionary_VR(tag)
-        if vr in ("SH", "LO", "PN", "UC", "ST", "LT", "UT"):  # PS3.5 §6.1.2.3: coded in the character set
-            delims = TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})
-            text = decode_bytes(bytes(raw), encodings, delims)
+        keyword, vr, delims = spec
+        raw = bytes(raw)
+        if delims is None:
+            text = raw.decode("latin-1")
+        elif raw.isascii() and 0x1B not in raw:
+            # Every DICOM character set has ASCII in G0 until an escape sequence switches it: pydicom
+            # would decode these bytes to the same text, at many times the cost.
+            text = raw.decode("ascii")
         else:
-            text = bytes(raw).decode("latin-1")
-        out[keyword] = "\\".join(candidate_values(vr, text))
+            text = decode_bytes(raw, encodings, delims)
+        # one value without PN structure: candidate_values would only clean it
+        out[keyword] = "\\".join(candidate_values(vr, text)) if vr == "PN" or "\\" in text else clean(vr, text)
     return out
 
 
@@ -169,11 +193,8 @@ def decode(record: IndexRecord, storage_dir: Path) -> Decoded:
     sop_uid = record.sop_instance_uid.strip(" \0") or t.get("SOPInstanceUID", "")
     if not (study_uid and series_uid and sop_uid):
         raise ValueError(f"{record.path}: Study, Series and SOP Instance UIDs are required")
-    path = Path(record.path)
-    try:
-        stored_path = path.relative_to(storage_dir).as_posix()  # relative: the archive folder can move
-    except ValueError:
-        stored_path = str(path)
+    path, root = str(record.path), f"{storage_dir}{os.sep}"
+    stored_path = path[len(root):] if path.startswith(root) else path  # relative: the archive folder can move
 
     def first(keyword: str) -> str:
         return t.get(keyword, "").split("\\")[0]

@@ -13,15 +13,19 @@ from typing import Any
 import anyio
 import pytest
 from pydicom import Dataset
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from hypothesis import given
+from hypothesis import strategies as hs
+from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.tag import Tag
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 from aiodicom.archive.index import INDEX_FILENAME, IndexCounts, IndexRecord, Level, Model
+from aiodicom.archive.index_schema import _texts
 from aiodicom.archive.index_sqlite import IndexClosedError, SqliteIndex
-from aiodicom.archive.matching import Matcher, Query, compile_query
+from aiodicom.archive.matching import Matcher, Query, candidate_values, compile_query
 from aiodicom.archive.rebuild import read_record, rebuild_index
 
 pytestmark = pytest.mark.anyio
@@ -406,3 +410,33 @@ async def test_rebuild_from_files_gives_the_live_index_results(tmp_path: Path):
         assert await snapshot(idx) == live
     assert progress[-1] == (len(data) + 1, len(data))
     assert not list(tmp_path.glob(f"{INDEX_FILENAME}.rebuild*"))
+
+
+
+# ---- decoding shortcuts -------------------------------------------------------------------------
+CHARSETS = [[""], ["ISO_IR 100"], ["ISO_IR 192"], ["ISO_IR 13"], ["", "ISO 2022 IR 87"], ["GB18030"],
+            ["ISO 2022 IR 6", "ISO 2022 IR 149"], ["ISO_IR 144"]]
+TEXT_KEYWORDS = ("PatientName", "PatientID", "StudyDescription", "AccessionNumber", "ReferringPhysicianName",
+                 "StudyDate", "Modality")
+
+
+def pydicom_texts(attrs: dict[int, bytes], encodings: list[str]) -> dict[str, str]:
+    """What the index stores for each value, decoded by pydicom alone."""
+    out = {}
+    for tag, raw in attrs.items():
+        if raw:
+            vr = dictionary_VR(tag)
+            delims = TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})
+            text = decode_bytes(raw, encodings, delims) if vr in ("SH", "LO", "PN") else raw.decode("latin-1")
+            out[keyword_for_tag(tag)] = "\\".join(candidate_values(vr, text))
+    return out
+
+
+@given(charset=hs.sampled_from(CHARSETS),
+       values=hs.lists(hs.text(hs.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20),
+                       min_size=len(TEXT_KEYWORDS), max_size=len(TEXT_KEYWORDS)))
+def test_ascii_values_are_indexed_as_pydicom_decodes_them_in_every_character_set(charset: list[str],
+                                                                                values: list[str]) -> None:
+    encodings = convert_encodings(charset)
+    attrs = {tag_for_keyword(k): v.encode("ascii") for k, v in zip(TEXT_KEYWORDS, values)}
+    assert _texts(attrs, encodings) == pydicom_texts(attrs, encodings)
