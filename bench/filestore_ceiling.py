@@ -69,7 +69,7 @@ def pixel_data(size: int) -> bytes:
 
 
 # --- 1. ceiling -----------------------------------------------------------------------------------
-def ceiling(root: Path, size: int, seconds: float) -> float:
+def ceiling(root: Path, size: int, seconds: float, *, keep: bool = False) -> float:
     d = root / "ceiling"
     d.mkdir()
     payload = os.urandom(size)
@@ -84,7 +84,8 @@ def ceiling(root: Path, size: int, seconds: float) -> float:
         fsync_dir(str(d))
         n += 1
     elapsed = time.perf_counter() - t0
-    shutil.rmtree(d)
+    if not keep:  # the bench keeps them (see scn_store._send)
+        shutil.rmtree(d)
     return n / elapsed
 
 
@@ -114,7 +115,8 @@ def batch_strategy(root: Path, size: int, batch: int, how: str, seconds: float, 
         fsync_dir(str(d))
         n += batch
     elapsed = time.perf_counter() - t0
-    shutil.rmtree(d)
+    if not keep:  # the bench keeps them (see scn_store._send)
+        shutil.rmtree(d)
     return n / elapsed
 
 

@@ -100,19 +100,25 @@ def _send(bench: Bench, scenario: str, target: str, files: FileSet, associations
         bench.fail(scenario, files.label, target, unit, str(exc), expected=files.count)
     except Exception as exc:  # one peer failing must not end the bench
         bench.fail(scenario, files.label, target, unit, f"{type(exc).__name__}: {exc}", expected=files.count)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    # What the server wrote stays until the bench ends: deleting thousands of files makes creating files
+    # slow for a while on ext4 (the inode allocator skips recently deleted inodes), which would tax
+    # whichever server runs next.
+
+
+def rotated(targets: list[str], rep: int) -> list[str]:
+    """Each repetition starts with another server, so none always runs right after the same one."""
+    k = rep % len(targets)
+    return targets[k:] + targets[:k]
 
 
 # ---- 1. receive over one association, and the fsync ceiling ----------------------------------------
 def receive(bench: Bench, data: StoreData, rep: int) -> None:
     for files in data.sets:
-        for target in RECEIVERS:
+        for target in rotated(list(RECEIVERS), rep):
             _send(bench, "receive", target, files, 1, rep)
         root = bench.folder("ceiling", f"{files.size}-{rep}")
         bench.record("receive", files.label, CEILING, "instances/s",
-                     ceiling(root, files.size, 0.5 if bench.quick else 3.0))
-        shutil.rmtree(root, ignore_errors=True)
+                     ceiling(root, files.size, 0.5 if bench.quick else 3.0, keep=True))
 
 
 def receive_ratios(bench: Bench, data: StoreData) -> None:
@@ -137,7 +143,7 @@ def receive_concurrent(bench: Bench, data: StoreData, rep: int) -> None:
         RECEIVERS["aiodicom serve --workers 2 (sync on)"] = workers_factory(2)
     targets = list(CONCURRENT_RECEIVERS) + [t for t in RECEIVERS if "--workers" in t]
     for files in data.sets:
-        for target in targets:
+        for target in rotated(targets, rep):
             _send(bench, "receive x4", target, files, len(files.parts), rep)
 
 
