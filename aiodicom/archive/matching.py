@@ -2,7 +2,7 @@
 
 `compile_query(identifier)` turns every key of a request identifier into a matcher once; the
 compiled `Query` then tests candidates (`Query.matches`) and builds responses holding exactly the
-requested keys (`Query.response`). Pure functions: no I/O, no clock.
+requested keys (`Query.response`, see response.py). Pure functions: no I/O, no clock.
 
 Matching types (PS3.4 C.2.2.2.1-.8): single value, list of UID, universal (empty key, or "*"),
 wild card (`*`, `?`), range (DA, TM, DT; combined DA+TM when negotiated), sequence, empty value
@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from pydicom import Dataset
 from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.valuerep import PersonName
 
 Candidate = Mapping[Any, Any] | Dataset
@@ -588,38 +588,10 @@ class Query:
     def response(self, candidate: Candidate) -> Dataset:
         """A response identifier holding exactly the requested keys, sequences reduced to their
         matching items with only the requested item keys (C.2.2.2.6)."""
-        ds = Dataset()
-        for rk in self.return_keys:
-            value = rk.key.get(candidate)
-            if rk.key.vr == "SQ":
-                items = value or ()
-                if rk.item is None:
-                    value = [_dataset(it) for it in items]
-                else:
-                    value = [rk.item.response(it) for it in items if rk.item.matches(it)]
-            ds.add_new(rk.key.tag, rk.key.vr, _response_value(rk.key.vr, value))
-        return ds
+        # the builder lives with the direct encoder (response.py), which imports this module
+        from .response import response_dataset
 
-
-def _dataset(item: Candidate) -> Dataset:
-    if isinstance(item, Dataset):
-        return item
-    ds = Dataset()
-    for name, value in item.items():
-        tag = name if isinstance(name, int) else tag_for_keyword(name)
-        if tag is not None:
-            vr = dictionary_VR(tag)
-            ds.add_new(tag, vr, [_dataset(i) for i in value or ()] if vr == "SQ" else _response_value(vr, value))
-    return ds
-
-
-def _response_value(vr: str, value: Any) -> Any:
-    if value is None or value == "" or vr not in ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"):
-        return None if value == "" else value
-    if isinstance(value, str):
-        parts = [_number(vr, v) for v in value.split("\\")]
-        return parts[0] if len(parts) == 1 else parts
-    return value
+        return response_dataset(self, candidate)
 
 
 def _key_text(identifier: Dataset, tag: int, vr: str, encodings: list[str]) -> str | None:

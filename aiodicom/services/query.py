@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.multival import MultiValue
 
 from ..archive.index import KEYWORD_LEVEL, MODEL_LEVELS, UNIQUE_KEYS, ArchiveIndex, Level, Model
-from ..archive.matching import QueryError, compile_query
+from ..archive.matching import Query, QueryError, compile_query
+from ..archive.response import CHARSET_UTF8, ResponseEncoder
 from ..dimse import status as st
 from ..dimse.messages import CFindRQ
 from ..net.dispatch import Dispatcher, Result, ServiceRequest
@@ -123,7 +125,7 @@ class FindService:
             dispatcher.extended[uid] = answer_find_negotiation
         dispatcher.add(CFindRQ, self.find)
 
-    async def find(self, req: ServiceRequest) -> AsyncIterator[Dataset | Result]:
+    async def find(self, req: ServiceRequest) -> AsyncIterator[Result]:
         model = FIND_MODELS.get(req.message.affected_sop_class_uid)
         if model is None:
             yield Result(status=st.SOP_CLASS_NOT_SUPPORTED, error_comment="not a Q/R FIND SOP class")
@@ -146,13 +148,13 @@ class FindService:
             return
         pending = st.PENDING_WARNING if self._unsupported_matching(identifier, level) else st.PENDING
         extras = _extras(identifier, req.assoc.called_ae)
+        # Each row is encoded straight into the context's transfer syntax: no Dataset, no pydicom writer.
+        encoder = ResponseEncoder.for_query(query, req.transfer_syntax, level=str(level), extras=extras)
         async for row in self.index.query(level, query, model=model):
-            response = query.response(row)
-            response.QueryRetrieveLevel = str(level)
-            for keyword, value in extras.items():
-                setattr(response, keyword, value)
-            _charset(response)
-            yield Result(status=pending, dataset=response)
+            data = None if encoder is None else encoder.encode(row)
+            if data is None:  # a row the encoder leaves to pydicom (sequence items, unusual values)
+                data = dataset_response(query, row, str(level), extras)
+            yield Result(status=pending, dataset=data)
 
     def _unsupported_matching(self, identifier: Dataset, level: Level) -> bool:
         """FF01: an optional key with a value we cannot match on (PS3.4 C.4.1.1.4)."""
@@ -175,12 +177,24 @@ def _extras(identifier: Dataset, our_ae: str) -> Mapping[str, str]:
     return extras
 
 
+def dataset_response(query: Query, row: Mapping, level: str, extras: Mapping[str, str]) -> Dataset:
+    """The response to a row as a Dataset: what ResponseEncoder encodes directly, byte for byte."""
+    response = query.response(row)
+    response.QueryRetrieveLevel = level
+    for keyword, value in extras.items():
+        setattr(response, keyword, value)
+    _charset(response)
+    return response
+
+
 def _charset(ds: Dataset) -> None:
-    """Responses carry Specific Character Set when a value needs more than ASCII (PS3.4 C.4.1.1.3.2)."""
+    """Responses carry Specific Character Set when a value needs more than ASCII (PS3.4 C.4.1.1.3.2),
+    one of several values too (pydicom holds those in a MultiValue)."""
     for elem in ds:
         value = elem.value
-        if isinstance(value, str) and not value.isascii() or elem.VR == "PN" and value and not str(value).isascii():
-            ds.SpecificCharacterSet = "ISO_IR 192"
+        if any(isinstance(v, str) and not v.isascii() or elem.VR == "PN" and v and not str(v).isascii()
+               for v in (value if isinstance(value, MultiValue) else (value,))):
+            ds.SpecificCharacterSet = CHARSET_UTF8
             return
 
 
