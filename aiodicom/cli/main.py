@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from . import commit, echo, index, load, mpps, printcmd, query, route, serve, store, worklist
 from .common import run
 
+# verb → the module that registers it: only the module of the verb given is imported (the print and
+# routing modules pull in Pillow, numpy and more; an `aiodicom echo` should not wait for them)
+VERBS = {"echo": "echo", "store": "store", "find": "query", "move": "query", "get": "query", "serve": "serve",
+         "index": "index", "load": "load", "route": "route", "print": "printcmd", "worklist": "worklist",
+         "mpps": "mpps", "commit": "commit"}
 
-def parser() -> argparse.ArgumentParser:
+
+def parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """All verbs, or only the module of `verb` when it is a known one."""
     p = argparse.ArgumentParser(prog="aiodicom", description="asyncio DICOM network engine")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (echo, store, query, serve, index, load, route, printcmd, worklist, mpps, commit):
-        module.register(sub)
+    names = [VERBS[verb]] if verb in VERBS else list(dict.fromkeys(VERBS.values()))
+    for name in names:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser(given[0] if given else None).parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --workers` starts its workers with it
     return run(args.func, args)
 

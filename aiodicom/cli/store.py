@@ -47,6 +47,11 @@ class Item:
     size: int = 0
     outcome: str = ""
     code: int | None = None
+    encoded: EncodedDataset | None = None  # where the data set lies in the file, read once when planning
+
+    @property
+    def stored(self) -> bool:
+        return self.code is not None and st.category(self.code) in (st.Category.SUCCESS, st.Category.WARNING)
 
 
 def collect(paths: list[str], recursive: bool) -> tuple[list[Path], list[str]]:
@@ -79,7 +84,7 @@ def plan(files: list[Path]) -> tuple[list[Item], list[Item]]:
             bad.append(item)
             continue
         item.sop_class, item.sop_instance = meta.sop_class_uid, meta.sop_instance_uid
-        item.transfer_syntax, item.size = meta.transfer_syntax, encoded.size
+        item.transfer_syntax, item.size, item.encoded = meta.transfer_syntax, encoded.size, encoded
         good.append(item)
     return good, bad
 
@@ -129,7 +134,8 @@ async def main(args: argparse.Namespace) -> int:
                                dimse_timeout=args.dimse_timeout, user_identity=user_identity_from_args(args)) as assoc:
                 for item in group:
                     try:
-                        status = await assoc.store(item.path)
+                        status = await assoc.store(item.encoded, sop_class_uid=item.sop_class,
+                                                   sop_instance_uid=item.sop_instance)
                     except NoPresentationContext as exc:
                         item.outcome = str(exc)
                     else:
@@ -144,11 +150,11 @@ async def main(args: argparse.Namespace) -> int:
 
 def _summary(items: list[Item], unreadable: list[Item], elapsed: float, *, quiet: bool) -> int:
     """One line per file (its SOP Instance UID and status), then the totals."""
-    ok = [i for i in items if i.code is not None and st.category(i.code) in (st.Category.SUCCESS, st.Category.WARNING)]
-    failed = [i for i in items if i not in ok]
+    ok = [i for i in items if i.stored]
+    failed = len(ok) < len(items)
     for item in items:
         if not quiet or item.code != st.SUCCESS:
-            print(f"{item.path} {item.sop_instance}: {item.outcome}", file=sys.stdout if item in ok else sys.stderr)
+            print(f"{item.path} {item.sop_instance}: {item.outcome}", file=sys.stdout if item.stored else sys.stderr)
     volume = sum(i.size for i in ok)
     by_status = Counter(i.outcome for i in items)
     print(f"Stored {len(ok)}/{len(items) + len(unreadable)} instances ({volume / 1e6:.1f} MB) in {elapsed:.2f} s"

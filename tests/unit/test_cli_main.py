@@ -1,0 +1,28 @@
+"""The command line imports only the module of the verb given: every verb must still resolve."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiodicom.cli.main import VERBS, main
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_each_verb_parses_with_only_its_module(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([verb, "--help"])
+    assert done.value.code == 0
+    assert f"aiodicom {verb}" in capsys.readouterr().out
+
+
+def test_help_without_a_verb_lists_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(verb in out for verb in VERBS)
+
+
+def test_an_unknown_verb_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["stroe", "x"])
+    assert done.value.code == 2 and "invalid choice: 'stroe'" in capsys.readouterr().err
