@@ -246,7 +246,7 @@ class FileStore:
             (sop_instance_uid, "SOP Instance UID"),
         ):
             validate_uid(uid, what)
-        return self.root / study_instance_uid / series_instance_uid / f"{sop_instance_uid}.dcm"
+        return self.root.joinpath(study_instance_uid, series_instance_uid, f"{sop_instance_uid}.dcm")  # one Path, not three
 
     def begin(
         self,
