@@ -4,9 +4,11 @@ Layout: ROOT/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm, each a
 our File Meta Information followed by the data set bytes exactly as received, never re-encoded.
 
 An instance is written straight into ROOT/.incoming/<session>-<n>.part as its fragments arrive (one
-of at most 64 KiB is held in memory and written out by a worker thread at commit); on commit its
-Study/Series UIDs are read from the head of the data set (peek.py), the file is synced and renamed
-atomically into place and the directory synced (groupcommit.py), and only then is it reported stored. A file under a final name is therefore always complete. A crash leaves only .part files:
+of at most 64 KiB is held in memory and written out at commit: by a worker thread when syncing, on the
+loop when not); on commit its Study/Series UIDs are read from the head of the data set (peek.py), the
+file is synced and renamed atomically into place and the directory synced (groupcommit.py), and only
+then is it reported stored. A file under a final name is therefore always complete. A crash leaves only
+.part files:
 each process holds an flock on ROOT/.incoming/<session>.lock, and opening a store sweeps the .part
 files of sessions whose lock nobody holds, so processes sharing one root never sweep each other's.
 """
@@ -293,8 +295,9 @@ class IncomingInstance:
 
     The first 64 KiB of the data set stay in memory (commit reads the attributes there). An instance
     that fits never touches the disk before commit, where a worker thread writes, syncs and renames
-    it: creating a file can stall ~0.3 ms on a journal busy with other commits' syncs, too long for
-    the event loop. A larger one spills into its temp file, and later fragments go straight there.
+    it when syncing (creating a file can stall ~0.3 ms on a journal busy with other commits' syncs,
+    too long for the event loop); without syncing it is filed on the loop. A larger one spills into
+    its temp file, and later fragments go straight there.
     """
 
     __slots__ = (
