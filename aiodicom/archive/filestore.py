@@ -168,6 +168,12 @@ class FileStore:
     def closed(self) -> bool:
         return self._lock_fd < 0
 
+    @property
+    def runs_alongside(self) -> bool:
+        """Whether a commit runs its `alongside` during the filing: only when syncing (there is time to
+        overlap) and overwriting duplicates (the filing is then undone only by failing)."""
+        return self.sync and self.duplicates is DuplicatePolicy.OVERWRITE
+
     def __enter__(self) -> Self:
         self.open()
         return self
@@ -399,7 +405,7 @@ class IncomingInstance:
                 replace=store.duplicates is DuplicatePolicy.OVERWRITE,
                 content=self._meta + self._head if self._fd < 0 else None,
             )
-            if alongside is not None and store.sync and job.replace:
+            if alongside is not None and store.runs_alongside:
                 placement = await self._commit_alongside(job, alongside, self._stored(final, study, series, attrs))
             else:
                 placement = await store._committer.commit(job)

@@ -100,7 +100,8 @@ class GroupCommitter:
         completes first (the file may be stored) and then Cancelled is raised.
         """
         if not self._sync:
-            return self._file_now(job)
+            self._file_now(job)
+            return _outcome(job)
         if self._leading and self._data_sync is not DataSync.SYNCFS:
             # A batch is running: sync this file's data now, alongside it, so that only the renames and
             # the directory sync wait for the next batch. Not cancellable midway: a cancelled commit
@@ -125,25 +126,17 @@ class GroupCommitter:
         else:
             self._leading = True
             await self._lead()
-        if job.error is not None:
-            raise job.error
-        assert job.placement is not None
-        return job.placement
+        return _outcome(job)
 
-    def _file_now(self, job: CommitJob) -> Placement:
+    def _file_now(self, job: CommitJob) -> None:
         """Without syncing, filing is create + write + rename, ~20 µs: a worker thread's round trip costs
         ten times that in latency, so it is done here, on the loop, as DCMTK's storescp does."""
         job.taken = True
         try:
             self._place_all([job])
-            if job.error is None and job.placement is not Placement.EXISTED:
-                self._durable.add_series(os.path.dirname(job.final))
+            self._remember_dirs([job])
         finally:
             job.finished = True
-        if job.error is not None:
-            raise job.error
-        assert job.placement is not None
-        return job.placement
 
     async def _lead(self) -> None:
         batch, self._queue = self._queue, []
@@ -154,9 +147,7 @@ class GroupCommitter:
                 dirs = await anyio.to_thread.run_sync(self._finish, batch, limiter=self._limiter)
                 if dirs:
                     await self._sync_dirs(dirs)
-                for job in batch:
-                    if job.error is None and job.placement is not Placement.EXISTED:
-                        self._durable.add_series(os.path.dirname(job.final))
+                self._remember_dirs(batch)
         except BaseException as exc:  # a bug, never an OSError (those are per job): fail the batch loudly
             for job in batch:
                 if job.error is None:
@@ -167,6 +158,12 @@ class GroupCommitter:
                 job.finished = True
                 job.wake.set()
             self._hand_over()
+
+    def _remember_dirs(self, jobs: list[CommitJob]) -> None:
+        """The study/series directories of filed jobs exist (and are durable when syncing)."""
+        for job in jobs:
+            if job.error is None and job.placement is not Placement.EXISTED:
+                self._durable.add_series(os.path.dirname(job.final))
 
     def _hand_over(self) -> None:
         if self._queue:
@@ -297,6 +294,14 @@ class _DurableDirs:
     def forget_series(self, series: str) -> None:
         self._dirs.pop(series, None)
         self._dirs.pop(os.path.dirname(series), None)
+
+
+def _outcome(job: CommitJob) -> Placement:
+    """What a finished job's commit returns, or raises."""
+    if job.error is not None:
+        raise job.error
+    assert job.placement is not None
+    return job.placement
 
 
 # --- blocking helpers (worker threads) -------------------------------------------------------------

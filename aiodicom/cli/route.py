@@ -126,15 +126,20 @@ def _check(path: str) -> int:
 
 
 def _spool_of(args: argparse.Namespace) -> tuple[Path, list[str]] | int:
+    """The spool folder and destination names from --spool or --config; an exit code when there is none."""
     if args.spool:
-        return Path(args.spool), []
-    if not args.sub_config:
+        root, names = Path(args.spool), []
+    elif not args.sub_config:
         return fail("give --config FILE or --spool DIR", EXIT_USAGE)
-    try:
-        config: RouterConfig = load_config(args.sub_config)
-    except ConfigError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    return config.spool, list(config.destinations)
+    else:
+        try:
+            config: RouterConfig = load_config(args.sub_config)
+        except ConfigError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        root, names = config.spool, list(config.destinations)
+    if not root.is_dir():
+        return fail(f"no spool at {root}", EXIT_USAGE)
+    return root, names
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -142,8 +147,6 @@ def _status(args: argparse.Namespace) -> int:
     if isinstance(found, int):
         return found
     root, names = found
-    if not root.is_dir():
-        return fail(f"no spool at {root}", EXIT_USAGE)
     status = read_status(root, names)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return EXIT_OK
@@ -154,8 +157,6 @@ def _retry(args: argparse.Namespace) -> int:
     if isinstance(found, int):
         return found
     root, names = found
-    if not root.is_dir():
-        return fail(f"no spool at {root}", EXIT_USAGE)
     spool = Spool(root)  # not opened: the running router holds the lock and takes what lands in inbox/
     targets = args.destination or destinations_in(root, names)
     if args.list:

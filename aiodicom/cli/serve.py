@@ -163,7 +163,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         background.append(feeder.run)
 
     indexing = IndexAlongside(index)
-    during_commit = feeder is None and store.sync and store.duplicates is DuplicatePolicy.OVERWRITE
+    during_commit = feeder is None and store.runs_alongside
 
     async def index_it(stored, req) -> None:
         if feeder is not None:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-
 from ..dimse import status as st
 from ..dimse.messages import MESSAGE_TYPES, CStoreRQ, Request, Response
 from .flag import Flag
