@@ -14,16 +14,13 @@ from typing import Final
 
 from aiodicom.archive.errors import InvalidDataSet, NeedMoreData
 from aiodicom.archive.uid import is_valid_ae_title, validate_uid
+from aiodicom.dimse.vrs import LONG_VR_CODES
 from aiodicom.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 PREAMBLE: Final = bytes(128)  # PS3.10 §7.1: all zero when not used by an application profile
 MAGIC: Final = b"DICM"
 _PREFIX_LEN: Final = len(PREAMBLE) + len(MAGIC)
 
-# PS3.5 §7.1.2: explicit VR elements of these VRs have 2 reserved bytes and a 32-bit length.
-_LONG_VRS: Final = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 _SHORT: Final = struct.Struct("<HH2sH")
 _LONG: Final = struct.Struct("<HH2sHI")
 
@@ -52,7 +49,7 @@ class FileMeta:
 
 
 def _element(elem: int, vr: bytes, value: bytes) -> bytes:
-    if vr in _LONG_VRS:
+    if vr in LONG_VR_CODES:
         return _LONG.pack(0x0002, elem, vr, 0, len(value)) + value
     return _SHORT.pack(0x0002, elem, vr, len(value)) + value
 
@@ -134,7 +131,7 @@ def parse_file_meta(head: bytes | memoryview) -> FileMeta:
         if pos + 8 > n:
             raise NeedMoreData({}, pos + 12)
         vr = bytes(mv[pos + 4 : pos + 6])
-        if vr in _LONG_VRS:
+        if vr in LONG_VR_CODES:
             if pos + 12 > n:
                 raise NeedMoreData({}, pos + 12)
             length = _LONG.unpack_from(mv, pos)[4]

@@ -34,6 +34,7 @@ from aiodicom.archive.matching import (
     normalize_da,
     normalize_tm,
 )
+from aiodicom.dimse.vrs import CHARSET_VRS
 
 SCHEMA_VERSION: Final = 1
 
@@ -146,10 +147,9 @@ class Decoded:
     instance: tuple[Any, ...]
 
 
-_TEXT_VRS: Final = frozenset({"SH", "LO", "PN", "UC", "ST", "LT", "UT"})  # PS3.5 §6.1.2.3: in the character set
 # tag → (keyword, VR, delimiters when the value is coded in the character set, else None)
 _DECODING: Final = {
-    tag: (keyword, vr, (TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})) if vr in _TEXT_VRS else None)
+    tag: (keyword, vr, (TEXT_VR_DELIMS | ({0x5C, 0x5E, 0x3D} if vr == "PN" else {0x5C})) if vr in CHARSET_VRS else None)
     for tag, keyword in _KEYWORDS.items()
     for vr in (dictionary_VR(tag),)
 }

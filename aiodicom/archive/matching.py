@@ -43,6 +43,8 @@ from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.valuerep import PersonName
 
+from aiodicom.dimse.vrs import CHARSET_VRS
+
 Candidate = Mapping[Any, Any] | Dataset
 
 WILDCARD_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})  # C.2.2.2.4
@@ -50,7 +52,6 @@ NUMERIC_VRS: Final = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", 
 DATETIME_VRS: Final = frozenset({"DA", "TM", "DT"})
 _SINGLE_VALUED: Final = frozenset({"LT", "ST", "UT", "UR"})  # a backslash is text there (PS3.5 §6.2)
 _RSTRIP_ONLY: Final = _SINGLE_VALUED | {"UC"}  # leading spaces are significant (PS3.5 §6.2)
-_CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "PN", "LT", "UC", "UT"})  # PS3.5 §6.1.2.3
 _MULTI_VALUE_VRS: Final = frozenset({"AE", "AS", "AT", "CS", "LO", "PN", "SH", "UC"})  # C.2.2.2.8
 _NOT_KEYS: Final = frozenset({0x00080005, 0x00080052})  # Specific Character Set, Q/R Level: never matched
 _TIMEZONE_TAG: Final = 0x00080201  # Timezone Offset From UTC: interprets DA/TM/DT keys (C.2.2.2.5)
@@ -602,7 +603,7 @@ def _key_text(identifier: Dataset, tag: int, vr: str, encodings: list[str]) -> s
     if value is None:
         return ""
     if isinstance(value, (bytes, bytearray)):
-        if vr in _CHARSET_VRS:
+        if vr in CHARSET_VRS:
             return decode_bytes(bytes(value), encodings, TEXT_VR_DELIMS | {0x5C, 0x5E, 0x3D})
         return bytes(value).decode("latin-1")
     return "\\".join(candidate_values(vr, value)) if not isinstance(value, str) else value

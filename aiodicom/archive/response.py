@@ -22,23 +22,19 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from .matching import Candidate, Query, _number
+from ..dimse.dataset import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
+from ..dimse.vrs import BINARY_NUMBERS, CHARSET_VRS, LONG_VRS
 
 CHARSET_UTF8: Final = "ISO_IR 192"  # what responses declare when a value needs more than ASCII
 _CHARSET_TAG: Final = 0x00080005
 _QR_LEVEL_TAG: Final = 0x00080052
 _EXTRA_VRS: Final = {"RetrieveAETitle": "AE", "InstanceAvailability": "CS"}  # the keys the SCP fills in
 
-_NUMERIC: Final = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 _TEXT: Final = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
                           "UC", "UI", "UR", "UT"})
-_CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "PN", "LT", "UC", "UT"})  # PS3.5 §6.1.2.3
-# PS3.5 §7.1.2 (Table 7.1-1): explicit VR elements with a reserved field and a 32-bit length
-_LONG_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
-IMPLICIT_LE: Final = "1.2.840.10008.1.2"
-EXPLICIT_LE: Final = "1.2.840.10008.1.2.1"
-EXPLICIT_BE: Final = "1.2.840.10008.1.2.2"
-_SYNTAXES: Final = {IMPLICIT_LE: (True, "little"), EXPLICIT_LE: (False, "little"), EXPLICIT_BE: (False, "big")}
+_SYNTAXES: Final = {IMPLICIT_VR_LITTLE_ENDIAN: (True, "little"), EXPLICIT_VR_LITTLE_ENDIAN: (False, "little"),
+                    EXPLICIT_VR_BIG_ENDIAN: (False, "big")}
 
 
 # ---- the Dataset builder -----------------------------------------------------------------------
@@ -72,7 +68,7 @@ def _dataset(item: Candidate) -> Dataset:
 
 
 def _response_value(vr: str, value: Any) -> Any:
-    if value is None or value == "" or vr not in _NUMERIC:
+    if value is None or value == "" or vr not in BINARY_NUMBERS:
         return None if value == "" else value
     if isinstance(value, str):
         parts = [_number(vr, v) for v in value.split("\\")]
@@ -187,7 +183,7 @@ def _header(tag: int, vr: str, implicit: bool, little: bool) -> tuple[bytes, boo
     head = struct.pack(order + "HH", tag >> 16, tag & 0xFFFF)
     if implicit:
         return head, True
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         return head + vr.encode("ascii") + b"\0\0", True
     return head + vr.encode("ascii"), False
 
@@ -214,7 +210,7 @@ def _text(vr: str, value: str, pad: bytes) -> bytes:
         value = _pn(value)
     elif vr == "UI":
         value = _ui(value)
-    data = value.encode("utf-8" if vr in _CHARSET_VRS else "latin-1")
+    data = value.encode("utf-8" if vr in CHARSET_VRS else "latin-1")
     return data + pad if len(data) & 1 else data
 
 
@@ -228,7 +224,7 @@ def _value(vr: str, value: Any, pad: bytes, little: bool) -> bytes:
         if isinstance(value, (list, tuple)) and all(v.__class__ is str for v in value):
             return _text(vr, "\\".join(value), pad) if value else b""
         raise _NeedsDataset
-    code = _NUMERIC.get(vr)
+    code = BINARY_NUMBERS.get(vr)
     if code is not None:
         if isinstance(value, str):
             numbers = [_number(vr, v) for v in value.split("\\")]

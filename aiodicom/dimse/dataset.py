@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiodicom.dimse import status as st
 from aiodicom.dimse.errors import DatasetDecodeError, DimseError, InvalidFileError
+from aiodicom.dimse.vrs import LONG_VR_CODES
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -322,9 +323,6 @@ class Spool:
 
 # ---- PS3.10 file meta ------------------------------------------------------------------------
 
-# PS3.5 §7.1.2: explicit VRs whose length is 4 bytes after 2 reserved ones.
-_LONG_VRS: Final = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
-                              b"UR", b"UT", b"UV"})
 _TAG: Final = struct.Struct("<HH")
 _SHORT_LENGTH: Final = struct.Struct("<H")
 _LONG_LENGTH: Final = struct.Struct("<I")
@@ -357,7 +355,7 @@ def read_file_meta(path: str | os.PathLike[str]) -> FileMetaInfo:
             vr = bytes(buf[pos + 4 : pos + 6])
             if not (vr.isalpha() and vr.isupper()):
                 raise InvalidFileError(f"{os.fspath(path)}: file meta is not Explicit VR Little Endian")
-            if vr in _LONG_VRS:
+            if vr in LONG_VR_CODES:
                 if not ensure(pos + 12):
                     raise InvalidFileError(f"{os.fspath(path)}: truncated file meta element")
                 length = _LONG_LENGTH.unpack_from(buf, pos + 8)[0]

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from ..dimse.vrs import BINARY_NUMBERS, CHARSET_VRS
 from ..archive.peek import decode_text, text_value
 from ..uids import EXPLICIT_VR_BIG_ENDIAN
 
@@ -19,8 +20,6 @@ SOP_CLASS_UID: Final = 0x00080016
 MODALITY: Final = 0x00080060
 
 NUMERIC_VRS: Final = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"})
-BINARY_NUMBERS: Final = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
-CHARSET_VRS: Final = frozenset({"SH", "LO", "ST", "PN", "LT", "UC", "UT"})  # PS3.5 §6.1.2.3
 TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI", "UR"}) | CHARSET_VRS
 _TAG_RE: Final = re.compile(r"\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?")
 
