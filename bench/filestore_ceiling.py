@@ -115,8 +115,7 @@ def batch_strategy(root: Path, size: int, batch: int, how: str, seconds: float, 
         fsync_dir(str(d))
         n += batch
     elapsed = time.perf_counter() - t0
-    if not keep:  # the bench keeps them (see scn_store._send)
-        shutil.rmtree(d)
+    shutil.rmtree(d)
     return n / elapsed
 
 

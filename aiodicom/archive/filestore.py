@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Self
 
 import anyio
 
@@ -90,16 +90,6 @@ class StoredInstance:
     dataset_offset: int  # where the data set starts in the file
     attributes: MappingProxyType[int, bytes]  # raw top-level values of the store's index tags (peek.peek)
     outcome: StoreOutcome
-
-
-class Alongside(Protocol):
-    """Work that runs while an instance is made durable (see IncomingInstance.commit)."""
-
-    async def filing(self, stored: StoredInstance) -> None:
-        """The instance is being filed (it may still fail); must not raise."""
-
-    async def failed(self, stored: StoredInstance) -> None:
-        """It was not filed after all: undo what `filing` did; must not raise."""
 
 
 class FileStore:
@@ -167,12 +157,6 @@ class FileStore:
     @property
     def closed(self) -> bool:
         return self._lock_fd < 0
-
-    @property
-    def runs_alongside(self) -> bool:
-        """Whether a commit runs its `alongside` during the filing: only when syncing (there is time to
-        overlap) and overwriting duplicates (the filing is then undone only by failing)."""
-        return self.sync and self.duplicates is DuplicatePolicy.OVERWRITE
 
     def __enter__(self) -> Self:
         self.open()
@@ -379,15 +363,12 @@ class IncomingInstance:
             raise storage_error(exc, f"writing {self._temp}") from None
         self._size += len(view)
 
-    async def commit(self, alongside: Alongside | None = None) -> StoredInstance:
+    async def commit(self) -> StoredInstance:
         """File the instance durably and return where it went.
 
         Raises InvalidDataSet (or DataSetMismatch, PeekError) for a data set that cannot be filed,
         DuplicateInstance under REJECT, StorageFull/StorageError; in every case no file is left behind.
 
-        `alongside` (used when syncing and overwriting duplicates) runs while the file is made durable,
-        given the StoredInstance the commit will return: an index transaction then adds no latency.
-        If the commit fails, `alongside.failed` is awaited before the error is raised.
         """
         if self._state != _OPEN:
             raise ArchiveError("commit of an instance already committed or aborted")
@@ -405,10 +386,7 @@ class IncomingInstance:
                 replace=store.duplicates is DuplicatePolicy.OVERWRITE,
                 content=self._meta + self._head if self._fd < 0 else None,
             )
-            if alongside is not None and store.runs_alongside:
-                placement = await self._commit_alongside(job, alongside, self._stored(final, study, series, attrs))
-            else:
-                placement = await store._committer.commit(job)
+            placement = await store._committer.commit(job)
         except BaseException:
             if job is None or not job.taken:
                 if job is not None:
@@ -439,28 +417,6 @@ class IncomingInstance:
             attributes=MappingProxyType(attrs),
             outcome=outcome,
         )
-
-    async def _commit_alongside(self, job: CommitJob, alongside: Alongside, stored: StoredInstance) -> Placement:
-        outcome: list[Placement | Exception] = []
-
-        async def file() -> None:
-            try:
-                outcome.append(await self._store._committer.commit(job))
-            except Exception as exc:  # raised below, unwrapped (a task group would wrap it in a group)
-                outcome.append(exc)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(file)
-                await alongside.filing(stored)
-        finally:
-            if not outcome or isinstance(outcome[0], Exception):
-                with anyio.CancelScope(shield=True):
-                    if not os.path.lexists(job.final):  # an earlier copy still there keeps its place
-                        await alongside.failed(stored)
-        if isinstance(outcome[0], Exception):
-            raise outcome[0]
-        return outcome[0]
 
     def abort(self) -> None:
         """Drop the instance: close and remove the temp file. Idempotent; a no-op once committed

@@ -146,8 +146,11 @@ class ArchiveIndex(ABC):
     """What services need from an index. Every method is safe to call concurrently."""
 
     @abstractmethod
-    async def add(self, records: Sequence[IndexRecord]) -> None:
-        """Index (or re-index: an instance stored again replaces its row) and return once durable."""
+    async def add(self, records: Sequence[IndexRecord], *, indexed_until: float | None = None) -> None:
+        """Index (or re-index: an instance stored again replaces its row) and return once committed.
+
+        indexed_until: a wall-clock time before which every instance this process filed is in `records`
+        or already indexed; saved with them (this process's mark) for the start-up catch-up."""
 
     @abstractmethod
     async def remove(self, sop_instance_uid: str) -> bool:

@@ -130,7 +130,28 @@ def open_connection(path: Path, *, readonly: bool = False) -> sqlite3.Connection
     elif version != SCHEMA_VERSION:
         conn.close()
         raise RuntimeError(f"{path}: index schema version {version}, expected {SCHEMA_VERSION}: rebuild it")
+    conn.execute(_MARKS)  # added after version 1 shipped: created where missing, no rebuild needed
     return conn
+
+
+# ---- marks: how far each writing process has indexed what it filed (archive/feeder.py, catchup.py) ----
+
+_MARKS: Final = "CREATE TABLE IF NOT EXISTS indexed_until (writer TEXT PRIMARY KEY, at REAL NOT NULL)"
+
+
+def set_mark(conn: sqlite3.Connection, writer: str, at: float) -> None:
+    """Everything `writer` filed before `at` (wall clock) is indexed once this transaction commits."""
+    conn.execute("INSERT OR REPLACE INTO indexed_until (writer, at) VALUES (?, ?)", (writer, at))
+
+
+def oldest_mark(conn: sqlite3.Connection) -> float | None:
+    """Before this time every writer's files are indexed; None when no writer left a mark."""
+    row = conn.execute("SELECT min(at) FROM indexed_until").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def clear_marks(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM indexed_until")
 
 
 # ---- decoding a record ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -200,11 +201,11 @@ class SqliteIndex(ArchiveIndex):
             raise job.error
         return job.result  # type: ignore[no-any-return]
 
-    async def add(self, records: Sequence[IndexRecord]) -> None:
+    async def add(self, records: Sequence[IndexRecord], *, indexed_until: float | None = None) -> None:
         records = tuple(records)
-        if records:
-            await self._submit(functools.partial(_add, records=records, storage_dir=self.storage_dir),
-                               weight=len(records))
+        if records or indexed_until is not None:
+            await self._submit(functools.partial(_add, records=records, storage_dir=self.storage_dir,
+                                                 indexed_until=indexed_until), weight=max(len(records), 1))
 
     async def remove(self, sop_instance_uid: str) -> bool:
         return await self._submit(lambda conn, touched: schema.remove_instance(conn, touched, sop_instance_uid))
@@ -265,5 +266,7 @@ class SqliteIndex(ArchiveIndex):
 
 
 def _add(conn: sqlite3.Connection, touched: schema.Touched, *, records: tuple[IndexRecord, ...],
-         storage_dir: Path) -> None:
+         storage_dir: Path, indexed_until: float | None) -> None:
     schema.add_records(conn, touched, records, storage_dir)
+    if indexed_until is not None:
+        schema.set_mark(conn, f"pid {os.getpid()}", indexed_until)  # one per process: workers share the index

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import anyio
 
-from ..archive.feeder import IndexFeeder
+from ..archive.catchup import catch_up
+from ..archive.feeder import FedIndex, IndexFeeder
 from ..archive.filestore import DuplicatePolicy, FileStore, StoredInstance
 from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
@@ -130,48 +131,27 @@ def index_record(stored: StoredInstance) -> IndexRecord:
                        attributes=stored.attributes)
 
 
-class IndexAlongside:
-    """Index an instance while its file is synced: Success then still means durable and indexed, and the
-    index transaction (a thread round trip) overlaps the fsyncs instead of following them."""
-
-    def __init__(self, index: ArchiveIndex) -> None:
-        self.index = index
-
-    async def filing(self, stored: StoredInstance) -> None:
-        try:
-            await self.index.add([index_record(stored)])
-        except Exception:  # the file is durable and the truth: `aiodicom index rebuild` recovers the index
-            get_logger().exception("indexing failed", path=str(stored.path))
-
-    async def failed(self, stored: StoredInstance) -> None:
-        try:
-            await self.index.remove(stored.sop_instance_uid)
-        except Exception:
-            get_logger().exception("removing a failed instance from the index failed", path=str(stored.path))
-
-
-def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workflow: WorkflowDb | None = None,
-          background: list | None = None) -> Server:
-    """The server; with `workflow`, also Worklist, MPPS and Storage Commitment, whose tasks (commitment
-    reports, the worklist folder watcher) are appended to `background` for the caller to run."""
+def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workflow: WorkflowDb | None,
+          background: list) -> Server:
+    """The server; with `workflow`, also Worklist, MPPS and Storage Commitment. Its background tasks
+    (the index feeder, commitment reports, the worklist folder watcher) are appended to `background`
+    for the caller to start before serving."""
     dispatcher = Dispatcher()
     verification.install(dispatcher)
 
-    feeder = None
-    if not store.sync and background is not None:  # no durability promised: don't wait for the index either
-        feeder = IndexFeeder(index, log=get_logger())
-        background.append(feeder.run)
-
-    indexing = IndexAlongside(index)
-    during_commit = feeder is None and store.runs_alongside
+    # Success waits for the file (synced or not), never for the index: the feeder adds records in
+    # batches, and the services read through FedIndex, which waits for what this process filed. With
+    # several workers a query may reach another process than the store did: each adds its records
+    # without gathering them first, so they show there within a transaction's time (milliseconds).
+    several = getattr(args, "workers", 1) > 1 or getattr(args, "worker", False)
+    feeder = IndexFeeder(index, log=get_logger(), gather=0.0 if several else 0.1)
+    background.append(feeder.run)
+    index = FedIndex(index, feeder)
 
     async def index_it(stored, req) -> None:
-        if feeder is not None:
-            feeder.put(index_record(stored))
-        elif not during_commit:
-            await indexing.filing(stored)
+        feeder.put(index_record(stored))
 
-    storage.install(dispatcher, store, on_stored=index_it, alongside=indexing if during_commit else None)
+    storage.install(dispatcher, store, on_stored=index_it)
     query.install(dispatcher, index, case_insensitive_pn=args.case_insensitive_pn)
     retrieve.install(dispatcher, index, peers=load_peers(args), ae_title=args.aet)
     print_dir = getattr(args, "print_dir", None)
@@ -181,12 +161,11 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
                          case_insensitive_pn=args.case_insensitive_pn)
         mpps.install(dispatcher, workflow)
         reports = commitment.install(dispatcher, workflow, index, peers=load_peers(args), ae_title=args.aet)
-        tasks = background if background is not None else []
-        tasks.append(reports.run)
+        background.append(reports.run)
         if getattr(args, "worker", False):  # the first process retries reports and follows the worklist folder
             reports.retries = False
         elif getattr(args, "worklist", None):
-            tasks.append(worklist.WorklistFolder(workflow, args.worklist).run)
+            background.append(worklist.WorklistFolder(workflow, args.worklist).run)
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
     config = ServerConfig(
         host=args.host, port=args.port, ae_title=args.aet, promiscuous=args.promiscuous,
@@ -197,7 +176,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
         max_dataset_size=args.max_dataset_size, ssl_context=ssl_context,
         authenticator=password_authenticator(load_users(args.users)) if getattr(args, "users", None) else None,
-        reuse_port=getattr(args, "workers", 1) > 1 or getattr(args, "worker", False),
+        reuse_port=several,
     )
     return Server(config, dispatcher)
 
@@ -221,6 +200,14 @@ async def main(args: argparse.Namespace) -> int:
             log.info("no index for a storage folder with files: rebuilding it")
             stats = await anyio.to_thread.run_sync(rebuild_index, root)
             log.info("index rebuilt", indexed=stats.indexed, unreadable=len(stats.unreadable))
+        elif not args.worker and (root / INDEX_FILENAME).exists():
+            caught = await anyio.to_thread.run_sync(catch_up, root)
+            if caught.indexed or caught.unreadable:
+                log.warning("indexed files a previous run had not (it stopped with records queued)",
+                            indexed=caught.indexed, unreadable=len(caught.unreadable), folders=caught.folders,
+                            seconds=round(caught.seconds, 2))
+            for path, why in caught.unreadable[:20]:
+                log.warning("file left out of the index", path=str(path), error=why)
         async with await SqliteIndex.open(root) as index, await WorkflowDb.open(root) as workflow:
             background: list = []
             server = build(args, store, index, workflow, background)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..archive.errors import ArchiveError
-from ..archive.filestore import Alongside, FileStore, IncomingInstance, StoredInstance, StoreOutcome
+from ..archive.filestore import FileStore, IncomingInstance, StoredInstance, StoreOutcome
 from ..dimse import status as st
 from ..dimse.messages import CStoreRQ
 from ..net.association import Association
@@ -55,9 +55,8 @@ class _Received:
 class StorageService:
     def __init__(self, store: FileStore, *, sop_classes: Collection[str] = STORAGE_SOP_CLASSES,
                  transfer_syntaxes: Collection[str] = ALL_TRANSFER_SYNTAXES,
-                 on_stored: OnStored | None = None, alongside: Alongside | None = None, inline: bool = True) -> None:
+                 on_stored: OnStored | None = None, inline: bool = True) -> None:
         self.store = store
-        self.alongside = alongside  # runs while each instance is synced (FileStore commit), e.g. indexing
         self.sop_classes = tuple(sop_classes)
         self.transfer_syntaxes = tuple(transfer_syntaxes)
         self.on_stored = on_stored
@@ -86,7 +85,7 @@ class StorageService:
         if not isinstance(payload, _Received):
             return Result(status=st.CANNOT_UNDERSTAND, error_comment="C-STORE-RQ without a data set")
         try:
-            stored = await payload.incoming.commit(self.alongside)
+            stored = await payload.incoming.commit()
         except ArchiveError as exc:
             req.assoc.log.warning("C-STORE failed", error=str(exc), status=f"0x{exc.status:04X}",
                                   sop_instance=req.message.affected_sop_instance_uid)

@@ -1,7 +1,8 @@
 """What a Success or a failure status promises (PS3.4 B.2.3), checked against a killed server and a full disk.
 
 - C-STORE Success means the instance is on disk: after `kill -9` mid-transfer, every instance a sender saw
-  acknowledged is stored intact, no stored file is partial, and a restart sweeps the temp files of the dead run.
+  acknowledged is stored intact, no stored file is partial, a restart sweeps the temp files of the dead run,
+  and C-FIND finds every acknowledged instance after the restart (the index catches up with the files).
 - A full disk answers 0xA700 (Refused: Out of Resources), leaves no partial file, and the server keeps serving.
 """
 
@@ -103,6 +104,16 @@ def test_kill_9_keeps_every_acknowledged_instance_and_restart_sweeps_incoming(tm
         assert aiodicom("echo", "127.0.0.1", str(restarted.port), "--aec", "AIODICOM").returncode == 0
         for uid in acked:                              # the sweep touched only temp files
             assert_same_dataset_bytes(sent[uid].stored_path(storage), sent[uid])
+        # The index follows the files in batches: what the dead run had not indexed yet was caught up at start.
+        for batch in batches:
+            first = next(iter(batch))
+            found = aiodicom("find", "127.0.0.1", str(restarted.port), "--aec", "AIODICOM", "--json",
+                             "-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={first.study_uid}",
+                             "-k", f"SeriesInstanceUID={first.series_uid}", "-k", "SOPInstanceUID")
+            assert found.returncode == 0, found.stderr
+            for inst in batch:
+                if inst.sop_instance_uid in acked:
+                    assert inst.sop_instance_uid in found.stdout, f"{inst.name} is stored but C-FIND does not find it"
 
 
 def test_full_disk_answers_out_of_resources_without_partial_files(tmp_path: Path) -> None:
