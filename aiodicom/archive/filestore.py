@@ -3,9 +3,9 @@
 Layout: ROOT/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm, each a PS3.10 file made of
 our File Meta Information followed by the data set bytes exactly as received, never re-encoded.
 
-An instance is written straight into ROOT/.incoming/<session>-<n>.part as its fragments arrive (one
-of at most 64 KiB is held in memory and written out at commit: by a worker thread when syncing, on the
-loop when not); on commit its Study/Series UIDs are read from the head of the data set (peek.py), the
+An instance is written into ROOT/.incoming/<session>-<n>.part as its fragments arrive, by a writer
+thread the loop hands them to (spillwriter.py; one of at most 64 KiB is held in memory and written out
+at commit: by a worker thread when syncing, on the loop when not); on commit its Study/Series UIDs are read from the head of the data set (peek.py), the
 file is synced and renamed atomically into place and the directory synced (groupcommit.py), and only
 then is it reported stored. A file under a final name is therefore always complete. A crash leaves only
 .part files:
@@ -38,7 +38,8 @@ from aiodicom.archive.errors import (
     storage_error,
 )
 from aiodicom.archive.fileformat import encode_file_meta
-from aiodicom.archive.groupcommit import CommitJob, DataSync, GroupCommitter, Placement, fsync_dir, write_all
+from aiodicom.archive.groupcommit import CommitJob, DataSync, GroupCommitter, Placement, fsync_dir
+from aiodicom.archive.spillwriter import SpillFile, SpillWriter
 from aiodicom.archive.peek import (
     INDEX_TAGS,
     SERIES_INSTANCE_UID,
@@ -126,6 +127,7 @@ class FileStore:
         self._tags = frozenset(index_tags) | _FILING_TAGS
         self.limiter = anyio.CapacityLimiter(workers)
         self._committer = GroupCommitter(sync=sync, data_sync=data_sync, limiter=self.limiter)
+        self._writer = SpillWriter()  # appends spilled fragments off the event loop
         self._session = ""
         self._incoming_prefix = ""
         self._lock_fd = -1
@@ -149,6 +151,7 @@ class FileStore:
         """Release the session: .part files of instances still open become sweepable."""
         if self._lock_fd < 0:
             return
+        self._writer.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.incoming / f"{self._session}{_LOCK}")
         os.close(self._lock_fd)
@@ -157,6 +160,11 @@ class FileStore:
     @property
     def closed(self) -> bool:
         return self._lock_fd < 0
+
+    def wait_for_writes(self) -> None:
+        """Block until the fragments handed to the writer thread so far are written (and the files of
+        aborted instances closed and removed). Commit needs no such call: it waits for its own."""
+        self._writer.wait()
 
     def __enter__(self) -> Self:
         self.open()
@@ -291,7 +299,7 @@ class IncomingInstance:
     """
 
     __slots__ = (
-        "_fd", "_head", "_meta", "_size", "_state", "_store", "_temp",
+        "_fd", "_head", "_meta", "_size", "_spill", "_state", "_store", "_temp",
         "dataset_offset", "sop_class_uid", "sop_instance_uid", "transfer_syntax",
     )  # fmt: skip
 
@@ -308,6 +316,7 @@ class IncomingInstance:
         self._store = store
         self._meta = meta
         self._fd = -1  # the temp file, once spilled
+        self._spill: SpillFile | None = None  # its writes, handed to the store's writer thread
         self._temp = temp
         self._state = _OPEN
         self._head = bytearray()
@@ -351,13 +360,14 @@ class IncomingInstance:
         if room > 0:
             self._head += view[:room]
         try:
-            if self._fd >= 0:
-                write_all(self._fd, view)
+            if self._spill is not None:
+                self._store._writer.write(self._spill, self.dataset_offset + self._size, view)
             elif len(view) > room:  # outgrew memory: the file gets meta, head, then this fragment's rest
                 self._fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)  # RDWR: read-back
-                write_all(self._fd, self._meta)
-                write_all(self._fd, self._head)
-                write_all(self._fd, view[room:])
+                self._spill = spill = SpillFile(self._fd)
+                writer = self._store._writer
+                writer.write(spill, 0, memoryview(self._meta + self._head))
+                writer.write(spill, self.dataset_offset + len(self._head), view[room:])
         except OSError as exc:
             self._discard()
             raise storage_error(exc, f"writing {self._temp}") from None
@@ -368,7 +378,6 @@ class IncomingInstance:
 
         Raises InvalidDataSet (or DataSetMismatch, PeekError) for a data set that cannot be filed,
         DuplicateInstance under REJECT, StorageFull/StorageError; in every case no file is left behind.
-
         """
         if self._state != _OPEN:
             raise ArchiveError("commit of an instance already committed or aborted")
@@ -376,6 +385,11 @@ class IncomingInstance:
         store = self._store
         job: CommitJob | None = None
         try:
+            if self._spill is not None:
+                try:
+                    await store._writer.drain(self._spill)
+                except OSError as exc:
+                    raise storage_error(exc, f"writing {self._temp}") from None
             attrs = await self._read_attributes()
             study, series = self._check(attrs)
             final = store.path_for(study, series, self.sop_instance_uid)
@@ -428,11 +442,13 @@ class IncomingInstance:
     def _discard(self) -> None:
         self._state = _DONE
         self._head = bytearray()
-        if self._fd >= 0:
+        if self._spill is not None and self._spill.fd == self._fd:
+            self._store._writer.close(self._spill, self._temp)  # after its queued writes, if any
+        elif self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
-            self._fd = -1
             _unlink(self._temp)
+        self._fd, self._spill = -1, None
 
     async def _read_attributes(self) -> dict[int, bytes]:
         ts, tags, head = self.transfer_syntax, self._store._tags, self._head

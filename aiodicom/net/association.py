@@ -450,10 +450,10 @@ class Association:
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            data = self.ul.data_to_send()
-            if data:
+            buffers = self.ul.buffers_to_send()
+            if buffers:
                 try:
-                    await self.stream.send(data)
+                    await self.stream.send_buffers(buffers)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     if self.error is None:
                         self.error = AssociationAborted(detail=f"connection lost while sending: {exc}")

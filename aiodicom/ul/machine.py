@@ -152,6 +152,12 @@ class UpperLayer:
         self._out.clear()
         return out
 
+    def buffers_to_send(self) -> list[bytes | bytearray | memoryview]:
+        """The same as `data_to_send`, as the buffers queued (PDU headers and views of the payloads) for a
+        vectored write: a data set is never copied into one joined block on its way out."""
+        out, self._out = self._out, []
+        return out
+
     # ---------------------------------------------------------------- the local user's primitives
     def send(self, pdu: Pdu) -> list[ev.UlEvent]:
         """A-ASSOCIATE request/response, A-RELEASE, A-ABORT, P-DATA as a PDU."""

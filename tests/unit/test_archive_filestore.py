@@ -202,11 +202,13 @@ def test_abort_removes_the_temp_file_and_is_idempotent(store: FileStore) -> None
     inc.write(ds[:50_000])
     assert inc.in_memory
     inc.write(ds[50_000:])
+    store.wait_for_writes()  # fragments past memory are written by the store's writer thread
     assert not inc.in_memory and inc.temp_path.exists() and leftovers(store) == [inc.temp_path.name]
     content = inc.temp_path.read_bytes()
     assert content[parse_file_meta(content).dataset_offset :] == ds  # meta, the head, then the rest
     inc.abort()
     inc.abort()
+    store.wait_for_writes()
     assert leftovers(store) == [] and final_files(store) == []
     with pytest.raises(ArchiveError):
         inc.write(b"more")
