@@ -47,3 +47,17 @@ def test_quick_bench_completes_every_scenario(tmp_path: Path) -> None:
     assert all(t["value"] is not None for t in report["targets"]), report["targets"]
     assert (out / "latest.png").stat().st_size > 10_000
     assert report["machine"]["cores"] >= 1 and report["quick"] is True
+
+
+def test_route_bench_runs_both_ways_and_everything_arrives(tmp_path: Path) -> None:
+    """bench/route_bench.py (issue 7's figure): direct and routed, both destinations, two router processes.
+    It raises (non-zero exit) unless every instance sent is stored at the destination."""
+    require_dcmtk("storescu")
+    require_dcmtk("storescp")
+    done = subprocess.run([sys.executable, "bench/route_bench.py", "--senders", "2", "--instances-per-sender", "3",
+                           "--repeat", "1", "--workers", "2", "--workdir", str(tmp_path)],
+                          cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "destination storescp" in done.stdout and "destination serve" in done.stdout, done.stdout
+    assert "routed/direct:" in done.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from .common import (
     fail,
     setup_logging,
 )
+from .workers import die_with_parent, start_worker, stop_workers, watch_workers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "destination's answer relayed). See examples/route.toml.")
     p.add_argument("--config", metavar="FILE", help="the routing configuration (TOML)")
     p.add_argument("--check", metavar="FILE", help="validate this configuration and exit (0 valid, 2 not)")
+    p.add_argument("--process", type=int, default=0, help=argparse.SUPPRESS)  # set on the workers a router starts
     add_log_options(p)
     p.set_defaults(func=main, route_command=None)
     commands = p.add_subparsers(dest="route_command", metavar="{status,retry}")
@@ -81,12 +84,26 @@ async def main(args: argparse.Namespace) -> int:
     if not config.listeners:
         return fail(f"{args.config}: no [[listener]]: the router would receive nothing", EXIT_USAGE)
     setup_logging(args, default="info")
-    router = Router(config)
+    if args.process and not die_with_parent():
+        return fail("the router process that started this worker has ended", EXIT_USAGE)
+    router = Router(config, process=args.process)
+    workers: list[subprocess.Popen] = []
+    worker_ended = False
+
+    def ended(proc: subprocess.Popen) -> None:
+        nonlocal worker_ended
+        worker_ended = True
+        router.log.error("a worker ended: stopping the router (restarted, it delivers every queued entry)",
+                         pid=proc.pid, exit_code=proc.returncode)
+        router.shutdown()
+
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, router)
-            await router.serve()
-            tg.cancel_scope.cancel()
+            await tg.start(_serve_then_stop, router, tg.cancel_scope)
+            if args.process == 0 and config.workers > 1:  # listening and loaded: the others may start
+                workers = [start_worker([*args.argv, "--process", str(k)], router.log) for k in range(1, config.workers)]
+                tg.start_soon(watch_workers, workers, ended)
     except BaseException as exc:  # task groups wrap what went wrong: say it in one line
         cause = _single(exc)
         if isinstance(cause, SpoolBusy):
@@ -94,8 +111,17 @@ async def main(args: argparse.Namespace) -> int:
         if isinstance(cause, OSError):
             return fail(f"cannot start: {cause}", EXIT_FAILURE_STATUS)
         raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stop_workers(workers, router.log)
     router.log.info("router stopped", queued={name: len(q) for name, q in router.queues.items()})
-    return EXIT_OK
+    return EXIT_FAILURE_STATUS if worker_ended else EXIT_OK
+
+
+async def _serve_then_stop(router: Router, scope: anyio.CancelScope, *,
+                           task_status: anyio.abc.TaskStatus[list[int]] = anyio.TASK_STATUS_IGNORED) -> None:
+    await router.serve(task_status=task_status)
+    scope.cancel()
 
 
 def _single(exc: BaseException) -> BaseException:

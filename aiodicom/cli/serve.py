@@ -6,7 +6,6 @@ import argparse
 import hmac
 import signal
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from ..services import commitment, mpps, printing, query, retrieve, storage, ver
 from ..services.retrieve import Peer
 from ..ul.machine import UlConfig
 from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging
+from .workers import die_with_parent, start_worker, stop_workers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -192,6 +192,8 @@ async def main(args: argparse.Namespace) -> int:
         return fail(f"bad configuration: {exc}", EXIT_USAGE)
     if args.workers > 1 and args.port == 0:
         return fail("--workers needs a fixed --port (each worker binds the same one)", EXIT_USAGE)
+    if args.worker and not die_with_parent():
+        return fail("the process that started this worker has ended", EXIT_USAGE)
     root = Path(args.storage)
     store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
     workers: list[subprocess.Popen] = []
@@ -217,36 +219,16 @@ async def main(args: argparse.Namespace) -> int:
                 for task in background:  # started before we listen: e.g. the worklist folder is indexed
                     await tg.start(task)
                 if not args.worker:
-                    workers = [_start_worker(args, log) for _ in range(args.workers - 1)]
+                    argv = [a for a in args.argv if a != "--worker"]
+                    workers = [start_worker([*argv, "--worker"], log) for _ in range(args.workers - 1)]
                 await server.serve()
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await _stop_workers(workers, log)
+            await stop_workers(workers, log)
         store.close()
     log.info("stopped")
     return EXIT_OK
-
-
-def _start_worker(args: argparse.Namespace, log) -> subprocess.Popen:
-    """Another process serving the same port (SO_REUSEPORT spreads connections) and the same storage."""
-    argv = [a for a in args.argv if a != "--worker"]
-    proc = subprocess.Popen([sys.executable, "-m", "aiodicom", *argv, "--worker"], stdin=subprocess.DEVNULL)
-    log.info("worker started", pid=proc.pid)
-    return proc
-
-
-async def _stop_workers(workers: list[subprocess.Popen], log) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in workers:
-        try:
-            code = await anyio.to_thread.run_sync(proc.wait, 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = await anyio.to_thread.run_sync(proc.wait)
-        log.info("worker stopped", pid=proc.pid, exit_code=code)
 
 
 async def _stop_on_signal(server: Server) -> None:

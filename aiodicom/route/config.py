@@ -103,6 +103,7 @@ class RouterConfig:
     spool: Path
     ae_title: str = "ROUTER"
     sync: bool = True  # fsync the spool before Success; off: a crash may lose acknowledged instances
+    workers: int = 1  # processes sharing the listeners (SO_REUSEPORT) and the spool, one event loop each
     listeners: tuple[Listener, ...] = ()
     destinations: Mapping[str, Destination] = field(default_factory=dict)
     rules: RuleSet | None = None
@@ -218,6 +219,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
     ae_title = router.ae("ae_title", "ROUTER") or "ROUTER"
     spool = router.path("spool", base) or base / "spool"
     sync = router.boolean("sync", True)
+    workers = router.integer("workers", 1, 1, 64)
     default = router._get("default")
     router.finish()
 
@@ -230,9 +232,12 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
         rules_raw = []
     ruleset, rule_problems = compile_rules(rules_raw, "drop" if default is None else default, destinations)
     problems += rule_problems
+    if workers > 1 and any(li.port == 0 for li in listeners):
+        problems.append("router: workers > 1 needs a fixed port for every [[listener]] (each process binds it)")
     if problems:
         raise ConfigError(problems, source)
-    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, listeners=listeners, destinations=destinations,
+    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, workers=workers, listeners=listeners,
+                        destinations=destinations,
                         rules=ruleset, retry=retry, source=source)
 
 

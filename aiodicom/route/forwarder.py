@@ -112,18 +112,21 @@ class Forwarder:
     def __init__(self, *, spool: Spool, destinations: dict[str, Destination], queues: dict[str, ReadyQueue],
                  pools: dict[str, DestinationPool], stats: dict[str, DestinationStats], retry: RetryPolicy,
                  log: Any, limiter: anyio.CapacityLimiter | None = None, syncer: DirSyncer | None = None,
-                 clock: Callable[[], float] = time.time, inbox_interval: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.time, inbox_interval: float = 1.0,
+                 watch_inboxes: bool = True) -> None:
         self.spool, self.destinations, self.queues, self.pools = spool, destinations, queues, pools
         self.stats, self.retry, self.log, self.limiter, self.clock = stats, retry, log, limiter, clock
         self.syncer = syncer or DirSyncer(limiter)
         self.reaper = Reaper(spool, limiter)
         self.inbox_interval = inbox_interval
+        self.watch_inboxes = watch_inboxes  # one process of a router takes the dead letters handed back
         self._unreachable: dict[str, int] = {name: 0 for name in destinations}
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.reaper.run)
-            tg.start_soon(self._watch_inboxes)
+            if self.watch_inboxes:
+                tg.start_soon(self._watch_inboxes)
             for name, dest in self.destinations.items():
                 for _ in range(dest.max_associations):
                     tg.start_soon(self._worker, name)

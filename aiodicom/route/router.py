@@ -6,10 +6,17 @@
 At start the spool is locked (one router per spool), instances a crash caught between the spool and the
 queues are dropped (never acknowledged), and every queued entry is loaded, in arrival order, before the
 listeners open.
+
+With `workers` > 1 (cli/route.py), that first process starts the others once it listens. Each process
+binds the same ports (SO_REUSEPORT), receives and forwards on its own event loop over its share of each
+destination's associations, and delivers what it received (entry names carry its PID). Only the first
+loads the queues at start and takes back dead letters from inbox/; if a worker dies, the first stops the
+router, so that its restart reloads every entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -29,17 +36,18 @@ from .forwarder import Forwarder
 from .ingest import Intake, SpoolStore, StoreAndForward
 from .pool import DestinationPool
 from .proxy import Proxy
-from .queue import STATUS_FILE, DirSyncer, ReadyQueue, Spool
-from .status import DestinationStats
+from .queue import DirSyncer, ReadyQueue, Spool
+from .status import DestinationStats, status_file
 
 STATUS_INTERVAL = 2.0  # seconds between writes of SPOOL/status.json
 
 
 class Router:
-    def __init__(self, config: RouterConfig, *, log: Any = None, workers: int = 16) -> None:
+    def __init__(self, config: RouterConfig, *, log: Any = None, workers: int = 16, process: int = 0) -> None:
         assert config.rules is not None
         self.config = config
-        self.log = log or get_logger(component="route")
+        self.process = process  # 0: the first (or only) process of the router; else a worker it started
+        self.log = log or get_logger(component="route", **({"process": process} if process else {}))
         self.limiter = anyio.CapacityLimiter(workers)
         self.spool = Spool(config.spool, sync=config.sync)
         self.queues = {name: ReadyQueue() for name in config.destinations}
@@ -54,28 +62,25 @@ class Router:
         """Run until cancelled (or `shutdown()`); reports the listening ports through task_status."""
         c = self.config
         names = list(c.destinations)
-        await anyio.to_thread.run_sync(self.spool.open)
+        first = self.process == 0
+        if first:
+            await anyio.to_thread.run_sync(self.spool.open)
         store: SpoolStore | None = None
         try:
-            await anyio.to_thread.run_sync(self.spool.prepare, names)
-            dropped = await anyio.to_thread.run_sync(self.spool.sweep_received)
-            if dropped:
-                self.log.warning("dropped instances never acknowledged (crash before queueing)", count=dropped)
-            for name in names:
-                entries = await anyio.to_thread.run_sync(self.spool.load, name)
-                for entry in entries:
-                    self.queues[name].push(entry)
-                if entries:
-                    self.log.info("queue loaded", destination=name, entries=len(entries))
+            if first:  # the workers start later, on a spool already prepared and loaded
+                await self._load(names)
             tags = c.rules.tags | {SOP_CLASS_UID, SOP_INSTANCE_UID}  # type: ignore[union-attr]
             store = SpoolStore(self.spool.received, sync=c.sync, index_tags=frozenset(tags),
                                workers=self.limiter.total_tokens)
             intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
                             limiter=self.limiter, syncer=self.syncer)
-            self.pools = {name: DestinationPool(d, log=self.log) for name, d in c.destinations.items()}
-            forwarder = Forwarder(spool=self.spool, destinations=dict(c.destinations), queues=self.queues,
+            destinations = {name: dataclasses.replace(d, max_associations=share(d.max_associations, c.workers,
+                                                                                  self.process))
+                            for name, d in c.destinations.items()}
+            self.pools = {name: DestinationPool(d, log=self.log) for name, d in destinations.items()}
+            forwarder = Forwarder(spool=self.spool, destinations=destinations, queues=self.queues,
                                   pools=self.pools, stats=self.stats, retry=c.retry, log=self.log,
-                                  limiter=self.limiter, syncer=self.syncer)
+                                  limiter=self.limiter, syncer=self.syncer, watch_inboxes=first)
             self.servers = [self._server(li, intake, store) for li in c.listeners]
             with anyio.CancelScope() as self._cancel:
                 async with anyio.create_task_group() as tg:
@@ -91,6 +96,18 @@ class Router:
             if store is not None:
                 store.close()
             self.spool.close()
+
+    async def _load(self, names: list[str]) -> None:
+        await anyio.to_thread.run_sync(self.spool.prepare, names)
+        dropped = await anyio.to_thread.run_sync(self.spool.sweep_received)
+        if dropped:
+            self.log.warning("dropped instances never acknowledged (crash before queueing)", count=dropped)
+        for name in names:
+            entries = await anyio.to_thread.run_sync(self.spool.load, name)
+            for entry in entries:
+                self.queues[name].push(entry)
+            if entries:
+                self.log.info("queue loaded", destination=name, entries=len(entries))
 
     def shutdown(self) -> None:
         if self._cancel is not None:
@@ -108,7 +125,8 @@ class Router:
         config = ServerConfig(host=li.host, port=li.port, ae_title=li.ae_title, promiscuous=li.promiscuous,
                               allowed_calling=li.allowed_calling, max_associations=li.max_associations,
                               ul=UlConfig(max_pdu=li.max_pdu), max_operations=li.max_operations,
-                              spool_dir=str(self.spool.tmp), ssl_context=ssl_context)
+                              spool_dir=str(self.spool.tmp), ssl_context=ssl_context,
+                              reuse_port=self.config.workers > 1)
         return Server(config, dispatcher, log=self.log.bind(listener=f"{li.host}:{li.port}", mode=li.mode.value))
 
     # -- status.json, for `aiodicom route status`
@@ -128,8 +146,8 @@ class Router:
         return out
 
     async def _write_status(self) -> None:
-        path = self.spool.root / STATUS_FILE
-        temp = path.with_name(f".{STATUS_FILE}.tmp")
+        path = self.spool.root / status_file(self.process)
+        temp = path.with_name(f".{path.name}.tmp")
         while True:
             data = json.dumps(self.snapshot(), indent=1).encode()
 
@@ -142,3 +160,8 @@ class Router:
             except OSError as exc:
                 self.log.warning("cannot write the status file", path=str(path), error=str(exc))
             await anyio.sleep(STATUS_INTERVAL)
+
+
+def share(total: int, processes: int, process: int) -> int:
+    """A process's part of a destination's association limit: the limit split evenly, at least one each."""
+    return max(1, total // processes + (1 if process < total % processes else 0))

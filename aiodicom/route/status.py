@@ -1,9 +1,9 @@
 """Operating the router: counters, the status file it writes, `aiodicom route status` and `retry`.
 
-The running router writes SPOOL/status.json every few seconds (counters, rates, pauses). `route status`
-reads the spool itself for what must be exact (entries queued, the oldest, dead letters) and the status
-file for what only the running process knows (rates, failures, connections), marking it stale when the
-router is not running.
+The running router writes SPOOL/status.json every few seconds (counters, rates, pauses), and each of its
+workers SPOOL/status.N.json. `route status` reads the spool itself for what must be exact (entries
+queued, the oldest, dead letters) and the status files for what only the running processes know (rates,
+failures, connections; added up over the processes), marking it stale when the router is not running.
 """
 
 from __future__ import annotations
@@ -87,16 +87,48 @@ def destinations_in(root: Path, configured: Iterable[str] = ()) -> list[str]:
     return list(names)
 
 
+def status_file(process: int) -> str:
+    """The status file of the router's first process (0) or of one of its workers."""
+    return STATUS_FILE if process == 0 else f"status.{process}.json"
+
+
+_SUMMED: Final = ("in_flight", "delivered", "failed_attempts", "unreachable", "rate_per_minute", "associations")
+
+
+def _live_status(root: Path, now: float) -> dict[str, Any]:
+    """The first process's status with its running workers' counters added in; {} when it is not running."""
+    def load(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        fresh = isinstance(data, dict) and now - data.get("updated", 0) < STALE_AFTER and _alive(data.get("pid"))
+        return data if fresh else {}
+
+    live = load(root / STATUS_FILE)
+    if not live:
+        return {}
+    for path in sorted(root.glob("status.*.json")):
+        worker = load(path)
+        for name, stats in worker.get("destinations", {}).items():
+            row = live.setdefault("destinations", {}).setdefault(name, {})
+            for key in _SUMMED:
+                if isinstance(stats.get(key), (int, float)):
+                    row[key] = round((row.get(key) or 0) + stats[key], 1)
+            row["last_error"] = row.get("last_error") or stats.get("last_error")
+            row["paused_for"] = max(row.get("paused_for") or 0, stats.get("paused_for") or 0)
+        if worker:
+            live.setdefault("workers", []).append(worker.get("pid"))
+    return live
+
+
 def read_status(root: Path, configured: Iterable[str] = (), now: float | None = None) -> dict[str, Any]:
     """Everything `route status` shows, as data."""
     now = time.time() if now is None else now
-    live: dict[str, Any] = {}
-    try:
-        live = json.loads((root / STATUS_FILE).read_bytes())
-    except (OSError, ValueError):
-        pass
-    running = bool(live) and now - live.get("updated", 0) < STALE_AFTER and _alive(live.get("pid"))
+    live = _live_status(root, now)
+    running = bool(live)
     out: dict[str, Any] = {"spool": str(root), "running": running, "pid": live.get("pid") if running else None,
+                           "workers": live.get("workers", []),
                            "listeners": live.get("listeners", []) if running else [], "destinations": {}}
     for name in destinations_in(root, configured):
         queued, oldest = _count(root / QUEUE / name)
@@ -135,8 +167,9 @@ def _age(seconds: float | None) -> str:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"spool {status['spool']}: " + (f"router running (pid {status['pid']})" if status["running"]
-                                               else "router not running")]
+    workers = status.get("workers") or []
+    running = f"router running (pid {status['pid']}" + (f", workers {', '.join(map(str, workers))})" if workers else ")")
+    lines = [f"spool {status['spool']}: " + (running if status["running"] else "router not running")]
     for li in status["listeners"]:
         lines.append(f"  listening on {li}")
     header = ("destination", "queued", "oldest", "dead", "in flight", "delivered", "per min", "failures", "last error")

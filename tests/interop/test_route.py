@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pydicom
@@ -76,10 +78,11 @@ def _toml(value: object) -> str:
 
 
 def router_toml(port: int, destinations: str, *, default: Iterable[str], rules: str = "",
-                mode: str = "store-and-forward", max_attempts: int = 20) -> str:
+                mode: str = "store-and-forward", max_attempts: int = 20, workers: int = 1) -> str:
     return f"""
 [router]
 spool = "spool"
+workers = {workers}
 default = {json.dumps(list(default))}
 [retry]
 initial = 0.1
@@ -259,6 +262,51 @@ def test_kill_9_while_forwarding_then_restart_delivers_every_acknowledged_instan
         wait_until(lambda: status(tmp_path / "router")["destinations"]["PACS"]["queued"] == 0, what="queue empty")
     for inst in instances:
         assert_same_content(inst.stored_path(storage), inst)
+
+
+def test_two_router_processes_share_the_port_and_each_delivers_what_it_received(tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "data", 24, pixel_bytes=16 * 1024, prefix="wk")
+    port, dest_port = free_port(), free_port()
+    text = router_toml(port, destination_toml("PACS", "AIODICOM", dest_port, max_associations=4), default=["PACS"],
+                       workers=2)
+    with aiodicom_serve(tmp_path / "pacs", port=dest_port) as pacs, router(tmp_path / "router", text, port) as r:
+        wait_until(lambda: r.output().count('"event": "listening"') == 2, what="both processes listening")
+        with ThreadPoolExecutor(4) as pool:  # one association per instance: the kernel spreads them over both
+            done = list(pool.map(lambda inst: storescu(port, [inst.path], aec="ROUTER"), instances))
+        assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
+        wait_until(lambda: all(i.stored_path(pacs.storage).exists() for i in instances), timeout=60, what="delivered")
+        delivered_logged(r, len(instances))
+        wait_until(lambda: (status(tmp_path / "router")["destinations"]["PACS"].get("delivered") or 0) == 24,
+                   what="status adding up both processes")
+        row = status(tmp_path / "router")
+        lines = routed_lines(r)
+    assert row["running"] and len(row["workers"]) == 1
+    by_process = {line.get("process", 0) for line in lines if line["outcome"] == "delivered"}
+    assert by_process == {0, 1}, "one process received (and delivered) everything"
+    assert sorted(x["sop_instance"] for x in lines if x["outcome"] == "delivered") == \
+        sorted(i.sop_instance_uid for i in instances)
+    for inst in instances:
+        assert_same_content(inst.stored_path(pacs.storage), inst)
+
+
+def test_a_router_worker_ends_with_its_first_process(tmp_path: Path) -> None:
+    port = free_port()
+    text = router_toml(port, destination_toml("PACS", "AIODICOM", free_port()), default=["PACS"], workers=2)
+    with router(tmp_path / "router", text, port) as r:
+        wait_until(lambda: status(tmp_path / "router")["workers"], what="the worker's status file")
+        worker = status(tmp_path / "router")["workers"][0]
+        r.kill9()
+        wait_until(lambda: not _alive(worker), timeout=15, what="the worker gone with its parent (PR_SET_PDEATHSIG)")
+    with router(tmp_path / "router", text, port):  # the port and the spool are free again
+        wait_until(lambda: status(tmp_path / "router")["running"], what="restarted")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---- transfer syntaxes -----------------------------------------------------------------------------------------------

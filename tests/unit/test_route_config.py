@@ -130,6 +130,8 @@ idle_timeout = 5
     ('[destination.B]\nae_title = "B"\nhost = "h"\nport = 1\nmax_associations = 0\n',
      "destination.B.max_associations: expected an integer 1..64, got 0"),
     ('[routing]\n', "unknown sections ['routing']"),
+    ('[router]\nworkers = 0\n', "router.workers: expected an integer 1..64, got 0"),
+    ('[router]\nworkers = 2\n[[listener]]\nport = 0\n', "router: workers > 1 needs a fixed port"),
 ])
 def test_each_problem_names_where_it_is(tmp_path: Path, extra: str, expected: str) -> None:
     problems = problems_of(tmp_path, MINIMAL + extra)

@@ -456,3 +456,37 @@ morph.set = { InstitutionName = "Proxied" }
     assert status.code == 0
     stored = aiodicom.EncodedDataset.from_file(instances[0].stored_path(store.root))[0].dataset()
     assert stored.InstitutionName == "Proxied" and stored.PatientID == "AIODICOM-1"
+
+
+# ---- router processes ---------------------------------------------------------------------------------
+
+@given(st.integers(1, 64), st.integers(1, 16))
+def test_each_process_gets_a_share_of_the_associations_and_together_no_more_unless_each_needs_one(
+        total: int, processes: int) -> None:
+    from aiodicom.route.router import share
+    shares = [share(total, processes, k) for k in range(processes)]
+    assert all(s >= 1 for s in shares)
+    assert sum(shares) == max(total, processes)
+    assert max(shares) - min(shares) <= 1
+
+
+def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
+    (tmp_path / "queue" / "PACS").mkdir(parents=True)
+    now = 1_000_000.0
+    pid = os.getpid()  # alive: the status files count as the running router's
+
+    def write(name: str, delivered: int, rate: float, error: str | None) -> None:
+        row = {"delivered": delivered, "rate_per_minute": rate, "in_flight": 1, "failed_attempts": 0,
+               "unreachable": 0, "associations": 2, "paused_for": 0, "last_error": error}
+        (tmp_path / name).write_text(json.dumps({"pid": pid, "updated": now, "listeners": ["ROUTER@x:1"],
+                                                 "destinations": {"PACS": row}}))
+
+    write("status.json", 10, 60.0, None)
+    write("status.1.json", 5, 30.0, "refused")
+    (tmp_path / "status.2.json").write_text(json.dumps({"pid": pid, "updated": now - 3600, "destinations": {
+        "PACS": {"delivered": 1000}}}))  # stale: a worker of an earlier run
+    status = read_status(tmp_path, ["PACS"], now=now)
+    row = status["destinations"]["PACS"]
+    assert status["running"] and status["workers"] == [pid]
+    assert (row["delivered"], row["rate_per_minute"], row["in_flight"], row["associations"]) == (15, 90.0, 2, 4)
+    assert row["last_error"] == "refused"
