@@ -125,8 +125,13 @@ def routed(destination: Destination, files: FileSet, workdir: Path, associations
         argv = [sys.executable, "-m", "aiodicom", "route", "--config", str(config), "--log-format", "json"]
         with contextlib.ExitStack() as stack:
             with on_cores(router_cores):  # only the router's process (and its workers) start there
-                stack.enter_context(peers.start("aiodicom route", argv, port=port, aet="ROUTER", workdir=folder,
-                                                nodelay=False))
+                router = stack.enter_context(peers.start("aiodicom route", argv, port=port, aet="ROUTER",
+                                                         workdir=folder, nodelay=False))
+            deadline = time.monotonic() + 60
+            while router.log().count('"event": "listening"') < workers:  # the workers start after the first
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{workers} router processes not listening after 60 s")
+                time.sleep(0.05)
             started = time.perf_counter()
             acknowledged = send_all(port, "ROUTER", files)
             wait_stored(server, files.count)
