@@ -22,7 +22,7 @@ from typing import Final
 
 from . import index_schema as schema
 from .index import INDEX_FILENAME
-from .rebuild import read_record
+from .rebuild import add_files, read_record
 
 MARGIN: Final = 10.0  # seconds before the oldest mark still searched
 _LOOKUP: Final = 500  # SOP Instance UIDs per index lookup
@@ -69,28 +69,8 @@ def catch_up(storage_dir: Path | str, *, filename: str = INDEX_FILENAME, margin:
                 paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" and not p.name.startswith("."))
                 files += len(paths)
                 missing = _unknown(conn, paths)
-                if not missing:
-                    continue
-                touched = schema.Touched()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for path in missing:
-                        record = read_record(path)
-                        if isinstance(record, str):
-                            unreadable.append((path, record))
-                            continue
-                        try:
-                            schema.add_decoded(conn, touched, schema.decode(record, storage_dir))
-                        except ValueError as exc:
-                            unreadable.append((path, str(exc)))
-                            continue
-                        indexed += 1
-                    schema.finish(conn, touched)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                if missing:
+                    indexed += add_files(conn, storage_dir, ((p, read_record(p)) for p in missing), unreadable)
         conn.execute("BEGIN IMMEDIATE")
         schema.clear_marks(conn)
         conn.execute("COMMIT")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -64,6 +65,33 @@ def read_record(path: Path) -> IndexRecord | str:
     )
 
 
+def add_files(conn: sqlite3.Connection, storage_dir: Path, read: Iterable[tuple[Path, IndexRecord | str]],
+              unreadable: list[tuple[Path, str]]) -> int:
+    """Index files (each with its read_record result) in one transaction; returns how many were indexed
+    and appends the others to `unreadable` with why."""
+    indexed = 0
+    touched = schema.Touched()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for path, result in read:
+            if isinstance(result, str):
+                unreadable.append((path, result))
+                continue
+            try:
+                schema.add_decoded(conn, touched, schema.decode(result, storage_dir))
+            except ValueError as exc:
+                unreadable.append((path, str(exc)))
+                continue
+            indexed += 1
+        schema.finish(conn, touched)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return indexed
+
+
 def rebuild_index(
     storage_dir: Path | str,
     *,
@@ -90,26 +118,8 @@ def rebuild_index(
         paths = storage_files(storage_dir)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="index-rebuild") as pool:
             while chunk := list(islice(paths, batch)):
-                touched = schema.Touched()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for path, result in zip(chunk, pool.map(read_record, chunk)):
-                        files += 1
-                        if isinstance(result, str):
-                            unreadable.append((path, result))
-                            continue
-                        try:
-                            schema.add_decoded(conn, touched, schema.decode(result, storage_dir))
-                        except ValueError as exc:
-                            unreadable.append((path, str(exc)))
-                            continue
-                        indexed += 1
-                    schema.finish(conn, touched)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                files += len(chunk)
+                indexed += add_files(conn, storage_dir, zip(chunk, pool.map(read_record, chunk)), unreadable)
                 if progress is not None:
                     progress(files, indexed)
         counts = conn.execute(schema.COUNTS_SQL).fetchone()
