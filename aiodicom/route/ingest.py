@@ -5,10 +5,10 @@ The data set is streamed to disk by the archive's FileStore (services/storage.py
 and the rules see its first bytes as they arrive (a header peek, archive/peek.py: never decoded). So the
 destination is known before the commit, and the commit (fdatasync, atomic rename, folder fsync, shared
 between concurrent instances) files it straight into SPOOL/queue/DEST: one durable write per instance,
-exactly what `aiodicom serve` pays. Other destinations get a hard link (a morphed copy is written, synced
-and renamed instead), then one shared fsync of their folders. An instance whose rule attributes lie past
-the first 64 KiB, or that only goes out morphed, is committed to SPOOL/received first and linked from
-there.
+exactly what `aiodicom serve` pays. Other destinations get a hard link (a copy where the file system has
+none; a morphed copy is written, synced and renamed instead), then one shared fsync of their folders.
+An instance whose rule attributes lie past the first 64 KiB, or that only goes out morphed, is committed
+to SPOOL/received first and linked from there.
 """
 
 from __future__ import annotations

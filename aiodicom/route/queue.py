@@ -4,7 +4,7 @@
       router.lock                   flock(2): one router per spool
       received/                     a FileStore: .incoming/*.part while arriving, <sop>.<n>.dcm once durable
       tmp/                          data sets held in proxy mode (never durable, emptied at start)
-      queue/DEST/NAME.dcm           one entry: the PS3.10 file to send (hard links when several destinations)
+      queue/DEST/NAME.dcm           one entry: the PS3.10 file to send (hard links, else copies, when several destinations)
       queue/DEST/NAME.json          its state once a delivery failed: attempts, next attempt, last error
       dead/DEST/NAME.dcm + .json    dead letters, with the reason
       inbox/DEST/                   dead letters handed back by `aiodicom route retry`, taken by the router
@@ -22,6 +22,7 @@ at-least-once delivery allows.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import heapq
 import itertools
@@ -49,6 +50,9 @@ INBOX: Final = "inbox"
 STATUS_FILE: Final = "status.json"
 LOCK_FILE: Final = "router.lock"
 _DCM: Final = ".dcm"
+# link(2)'s errors on a file system without hard links (FAT, some network and FUSE ones), across two file
+# systems (a destination's queue on another disk) or past a file's link limit: the entry is copied instead
+_NO_HARD_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
 _JSON: Final = ".json"
 
 
@@ -206,9 +210,16 @@ class Spool:
 
     # -- entering the queue
     def link(self, source: Path, entry: Entry) -> None:
-        """Add `source` (a durable file) to a queue as `entry`: a hard link and its state file.
-        Durable once `sync_queue(entry.destination)` returns."""
-        os.link(source, self.path(entry))
+        """Add `source` (a durable file) to a queue as `entry`: a hard link, or a copy (synced when the
+        spool is) where the file system has none. Durable once `sync_queue(entry.destination)` returns."""
+        target = self.path(entry)
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            with open(source, "rb") as src:
+                self.write_new(iter(lambda: src.read(1 << 20), b""), entry)
 
     def write_new(self, data: Iterable[bytes | memoryview], entry: Entry) -> None:
         """Add a file made here (a morphed instance) to a queue: temp file, fsync, rename."""

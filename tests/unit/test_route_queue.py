@@ -490,3 +490,27 @@ def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
     assert status["running"] and status["workers"] == [pid]
     assert (row["delivered"], row["rate_per_minute"], row["in_flight"], row["associations"]) == (15, 90.0, 2, 4)
     assert row["last_error"] == "refused"
+
+
+def test_a_queue_on_another_file_system_gets_a_copy_instead_of_a_hard_link(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    spool.prepare(["A", "B"])
+    other = spool.queue_dir("B")
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(other)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        first = Entry(name=entry_name(new_name(), "r"), destination="A")
+        spool.write_new([b"DICM" * 50_000], first)
+        second = Entry(name=first.name, destination="B")
+        spool.link(spool.path(first), second)  # link(2) gives EXDEV across file systems
+        assert spool.path(second).read_bytes() == spool.path(first).read_bytes()
+        assert os.stat(spool.path(first)).st_nlink == 1  # a copy, not a link
+        assert [p.name for p in other.iterdir()] == [f"{second.name}.dcm"]  # no temp file left
+    finally:
+        subprocess.run(["umount", "-l", str(other)], check=False)
+        spool.close()
