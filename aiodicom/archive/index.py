@@ -20,7 +20,8 @@ from pydicom import Dataset
 from pydicom.charset import convert_encodings, encode_string
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from aiodicom.archive.matching import Query, candidate_values
+from aiodicom.archive.matching import Query
+from aiodicom.archive.values import candidate_values
 
 INDEX_FILENAME: Final = "index.sqlite"
 

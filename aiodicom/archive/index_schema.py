@@ -24,16 +24,8 @@ from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from aiodicom.archive.index import INDEXED_KEYWORDS, IndexRecord, Level, StoredInstance
-from aiodicom.archive.matching import (
-    Matcher,
-    Query,
-    SqlColumn,
-    candidate_values,
-    clean,
-    fold,
-    normalize_da,
-    normalize_tm,
-)
+from aiodicom.archive.matching import Matcher, Query, SqlColumn
+from aiodicom.archive.values import candidate_values, clean, fold, normalize_da, normalize_tm
 from aiodicom.dimse.vrs import CHARSET_VRS
 
 SCHEMA_VERSION: Final = 1

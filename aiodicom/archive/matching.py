@@ -29,10 +29,8 @@ necessary condition (the caller re-checks in Python); None when it cannot be ren
 
 from __future__ import annotations
 
-import calendar
 import functools
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -41,8 +39,25 @@ from typing import Any, Final
 from pydicom import Dataset
 from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.valuerep import PersonName
 
+from aiodicom.archive.values import (
+    DT_RE,
+    SINGLE_VALUED_VRS,
+    candidate_values,
+    clean,
+    dt_bounds,
+    fmt_dt,
+    fmt_tm,
+    fold,
+    normalize_da,
+    normalize_dt,
+    normalize_pn,
+    normalize_tm,
+    parse_da,
+    parse_offset,
+    shift,
+    tm_bounds,
+)
 from aiodicom.dimse.vrs import CHARSET_VRS
 
 Candidate = Mapping[Any, Any] | Dataset
@@ -50,13 +65,10 @@ Candidate = Mapping[Any, Any] | Dataset
 WILDCARD_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})  # C.2.2.2.4
 NUMERIC_VRS: Final = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"})
 DATETIME_VRS: Final = frozenset({"DA", "TM", "DT"})
-_SINGLE_VALUED: Final = frozenset({"LT", "ST", "UT", "UR"})  # a backslash is text there (PS3.5 §6.2)
-_RSTRIP_ONLY: Final = _SINGLE_VALUED | {"UC"}  # leading spaces are significant (PS3.5 §6.2)
 _MULTI_VALUE_VRS: Final = frozenset({"AE", "AS", "AT", "CS", "LO", "PN", "SH", "UC"})  # C.2.2.2.8
 _NOT_KEYS: Final = frozenset({0x00080005, 0x00080052})  # Specific Character Set, Q/R Level: never matched
 _TIMEZONE_TAG: Final = 0x00080201  # Timezone Offset From UTC: interprets DA/TM/DT keys (C.2.2.2.5)
 _DAY_US: Final = 86_400_000_000
-_DT_MIN, _DT_MAX = datetime.min, datetime.max
 
 
 class QueryError(ValueError):
@@ -65,166 +77,6 @@ class QueryError(ValueError):
     def __init__(self, keyword: str, value: str, reason: str) -> None:
         super().__init__(f"{keyword}={value!r}: {reason}")
         self.keyword = keyword
-
-
-# ---- text normalisation ----------------------------------------------------------------------
-
-def clean(vr: str, text: str) -> str:
-    """Drop the padding PS3.5 §6.2 declares insignificant for `vr` (NUL pads UIDs)."""
-    return text.rstrip(" \0") if vr in _RSTRIP_ONLY else text.strip(" \0")
-
-
-def normalize_pn(text: str) -> str:
-    """Canonical PN: spaces around components and empty trailing components/groups removed."""
-    groups = ["^".join(c.strip() for c in g.split("^")).rstrip("^") for g in text.split("=")]
-    while groups and not groups[-1]:
-        groups.pop()
-    return "=".join(groups)
-
-
-def fold(text: str) -> str:
-    """Case and accent folding used by case-insensitive and fuzzy PN matching."""
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    original = getattr(value, "original_string", None)  # pydicom DA/TM/DT/IS keep what was read
-    if isinstance(original, str):
-        return original
-    if isinstance(value, datetime):
-        return value.strftime("%Y%m%d%H%M%S.%f") + (value.strftime("%z") if value.tzinfo else "")
-    if isinstance(value, date):
-        return value.strftime("%Y%m%d")
-    if isinstance(value, time):
-        return value.strftime("%H%M%S.%f")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("latin-1")
-    return str(value)
-
-
-def candidate_values(vr: str, value: Any) -> tuple[str, ...]:
-    """The non-empty values of a candidate attribute as normalised text (PN canonical)."""
-    if value is None:
-        return ()
-    if isinstance(value, (str, PersonName, bytes, bytearray, memoryview)) or not hasattr(value, "__iter__"):
-        text = _scalar_text(value)
-        parts = [text] if vr in _SINGLE_VALUED else text.split("\\")
-    else:
-        parts = [_scalar_text(v) for v in value]
-    out = [clean(vr, p) for p in parts]
-    if vr == "PN":
-        out = [normalize_pn(p) for p in out]
-    return tuple(p for p in out if p)
-
-
-# ---- dates and times (PS3.5 §6.2 DA, TM, DT; matched by meaning per C.2.2.2.1) -----------------
-
-_DA_RE: Final = re.compile(r"(\d{4})\.?(\d{2})\.?(\d{2})")  # dotted form: ACR-NEMA legacy
-_TM_RE: Final = re.compile(r"(\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.(\d{1,6}))?)?)?")
-_DT_RE: Final = re.compile(
-    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?)?)?)?([+-]\d{4})?"
-)
-
-
-def _parse_da(text: str) -> date | None:
-    m = _DA_RE.fullmatch(text)
-    try:
-        return None if m is None else date(int(m[1]), int(m[2]), int(m[3]))
-    except ValueError:
-        return None
-
-
-def _tm_bounds(text: str) -> tuple[int, int] | None:
-    """Inclusive microseconds-of-day covered by a TM value of any precision."""
-    m = _TM_RE.fullmatch(text)
-    if m is None:
-        return None
-    hh, mm, ss = int(m[1]), int(m[2] or 0), int(m[3] or 0)
-    if hh > 23 or mm > 59 or ss > 60:  # 60: leap second, PS3.5 §6.2
-        return None
-    lo = ((hh * 60 + mm) * 60 + min(ss, 59)) * 1_000_000
-    if m[4]:
-        lo += int(m[4].ljust(6, "0"))
-        span = 10 ** (6 - len(m[4])) - 1
-    else:
-        span = 999_999 if m[3] else 60_000_000 - 1 if m[2] else 3_600_000_000 - 1
-    return lo, lo + span
-
-
-def parse_offset(text: str) -> timedelta | None:
-    """"+HHMM"/"-HHMM" within -12:00..+14:00 (PS3.5 §6.2 DT), else None."""
-    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
-        return None
-    hh, mm = int(text[1:3]), int(text[3:])
-    off = timedelta(hours=hh, minutes=mm) * (-1 if text[0] == "-" else 1)
-    return off if mm < 60 and timedelta(hours=-12) <= off <= timedelta(hours=14) else None
-
-
-def _shift(moment: datetime, delta: timedelta) -> datetime:
-    try:
-        return moment + delta
-    except OverflowError:
-        return _DT_MAX if delta > timedelta(0) else _DT_MIN
-
-
-def _dt_bounds(text: str, default_offset: timedelta | None, ref: timedelta | None) -> tuple[datetime, datetime] | None:
-    """Inclusive moments covered by a DT value, moved into the reference frame when it has an offset."""
-    m = _DT_RE.fullmatch(text)
-    if m is None:
-        return None
-    y, mo, d, hh, mi, ss, frac, off = m.groups()
-    try:
-        lo = datetime(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0),
-                      min(int(ss or 0), 59), int(frac.ljust(6, "0")) if frac else 0)
-    except ValueError:
-        return None
-    if frac:
-        hi = _shift(lo, timedelta(microseconds=10 ** (6 - len(frac)) - 1))
-    elif ss or mi or hh:
-        hi = _shift(lo, (timedelta(seconds=1) if ss else timedelta(minutes=1) if mi else timedelta(hours=1))
-                    - timedelta(microseconds=1))
-    elif d:
-        hi = datetime.combine(lo.date(), time.max)
-    else:
-        last_month = int(mo or 12)
-        hi = datetime(lo.year, last_month, calendar.monthrange(lo.year, last_month)[1], 23, 59, 59, 999_999)
-    offset = default_offset if off is None else parse_offset(off)
-    if off is not None and offset is None:
-        return None
-    if offset is not None:  # C.2.2.2.5: the offset is taken into account
-        delta = (ref or timedelta(0)) - offset
-        lo, hi = _shift(lo, delta), _shift(hi, delta)
-    return lo, hi
-
-
-def fmt_tm(us: int) -> str:
-    seconds, micro = divmod(us, 1_000_000)
-    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}.{micro:06d}"
-
-
-def fmt_dt(moment: datetime) -> str:
-    return f"{moment:%Y%m%d%H%M%S}.{moment.microsecond:06d}"
-
-
-def normalize_da(text: str) -> str:
-    """Candidate DA as `YYYYMMDD`, "" when not a valid date."""
-    d = _parse_da(text.strip())
-    return "" if d is None else f"{d:%Y%m%d}"
-
-
-def normalize_tm(text: str) -> str:
-    """Candidate TM as its first moment `HHMMSS.ffffff`, "" when not a valid time."""
-    b = _tm_bounds(text.strip())
-    return "" if b is None else fmt_tm(b[0])
-
-
-def normalize_dt(text: str, ref: timedelta | None = None) -> str:
-    """Candidate DT as its first moment `YYYYMMDDHHMMSS.ffffff`; a value with an offset is moved into
-    the reference frame `ref` (UTC when None), one without is taken as already in it."""
-    b = _dt_bounds(text.strip(), None, ref)
-    return "" if b is None else fmt_dt(b[0])
 
 
 # ---- SQL push-down ---------------------------------------------------------------------------
@@ -616,12 +468,12 @@ def _range_parts(vr: str, text: str) -> tuple[str, str] | None:
         if text.count("-") > 1:
             raise ValueError("more than one '-'")
         return tuple(text.split("-")) if "-" in text else None  # type: ignore[return-value]
-    if _DT_RE.fullmatch(text) and (len(text) < 5 or text[-5] not in "+-" or parse_offset(text[-5:]) is not None):
+    if DT_RE.fullmatch(text) and (len(text) < 5 or text[-5] not in "+-" or parse_offset(text[-5:]) is not None):
         return None
     for i, c in enumerate(text):
         if c == "-":
             a, b = text[:i], text[i + 1:]
-            if all(not p or _dt_bounds(p, None, None) for p in (a, b)):
+            if all(not p or dt_bounds(p, None, None) for p in (a, b)):
                 return a, b
     raise ValueError("not a DT value or range")
 
@@ -642,16 +494,16 @@ class _Frame:
 
 def _bounds(vr: str, text: str, frame: _Frame) -> tuple[Any, Any]:
     if vr == "DA":
-        d = _parse_da(text)
+        d = parse_da(text)
         if d is None:
             raise ValueError("not a DA value")
         return d, d
     if vr == "TM":
-        b = _tm_bounds(text)
+        b = tm_bounds(text)
         if b is None:
             raise ValueError("not a TM value")
         return b
-    b2 = _dt_bounds(text, frame.query_offset if frame.ref is not None else None, frame.ref)
+    b2 = dt_bounds(text, frame.query_offset if frame.ref is not None else None, frame.ref)
     if b2 is None:
         raise ValueError("not a DT value")
     return b2
@@ -666,14 +518,14 @@ def _intervals(vr: str, text: str, frame: _Frame) -> list[tuple[str | None, str 
     if vr == "DT":
         return [(None if lo is None else fmt_dt(lo), None if hi is None else fmt_dt(hi))]
     if vr == "DA":  # a day of the query's timezone may span two days of the archive's: widen
-        lo_d: date | None = lo if lo is None or not delta else _shift(datetime.combine(lo, time.min), delta).date()
-        hi_d: date | None = hi if hi is None or not delta else _shift(datetime.combine(hi, time.max), delta).date()
+        lo_d: date | None = lo if lo is None or not delta else shift(datetime.combine(lo, time.min), delta).date()
+        hi_d: date | None = hi if hi is None or not delta else shift(datetime.combine(hi, time.max), delta).date()
         return [(None if lo_d is None else f"{lo_d:%Y%m%d}", None if hi_d is None else f"{hi_d:%Y%m%d}")]
     lo_us = 0 if lo is None else lo  # TM: "prior"/"subsequent" stop at midnight (C.2.2.2.5)
     hi_us = _DAY_US - 1 if hi is None else hi
-    shift = int(delta / timedelta(microseconds=1))
-    if shift and hi_us - lo_us < _DAY_US - 1 and lo_us <= hi_us:
-        lo_us, hi_us = (lo_us + shift) % _DAY_US, (hi_us + shift) % _DAY_US
+    moved = int(delta / timedelta(microseconds=1))
+    if moved and hi_us - lo_us < _DAY_US - 1 and lo_us <= hi_us:
+        lo_us, hi_us = (lo_us + moved) % _DAY_US, (hi_us + moved) % _DAY_US
         if lo_us > hi_us:  # wrapped past midnight once moved into the archive's timezone
             return [(fmt_tm(lo_us), fmt_tm(_DAY_US - 1)), (fmt_tm(0), fmt_tm(hi_us))]
     return [(fmt_tm(lo_us), fmt_tm(hi_us))]
@@ -687,15 +539,15 @@ def _combined(date_key: Key, date_text: str, time_key: Key, time_text: str, fram
     t1, t2 = time_text.split("-")
     if (bool(d1), bool(d2)) != (bool(t1), bool(t2)):
         return None
-    da1, da2 = (_parse_da(d) if d else None for d in (d1, d2))
-    tm1, tm2 = (_tm_bounds(t) if t else None for t in (t1, t2))
+    da1, da2 = (parse_da(d) if d else None for d in (d1, d2))
+    tm1, tm2 = (tm_bounds(t) if t else None for t in (t1, t2))
     if (d1 and not (da1 and tm1)) or (d2 and not (da2 and tm2)):
         return None  # let the separate keys report the error
     lo = hi = None
     if da1 and tm1:
-        lo = fmt_dt(_shift(datetime.combine(da1, time.min) + timedelta(microseconds=tm1[0]), frame.delta))
+        lo = fmt_dt(shift(datetime.combine(da1, time.min) + timedelta(microseconds=tm1[0]), frame.delta))
     if da2 and tm2:
-        hi = fmt_dt(_shift(datetime.combine(da2, time.min) + timedelta(microseconds=tm2[1]), frame.delta))
+        hi = fmt_dt(shift(datetime.combine(da2, time.min) + timedelta(microseconds=tm2[1]), frame.delta))
     return CombinedDateTimeMatcher(date_key, time_key, lo, hi)
 
 
@@ -715,7 +567,7 @@ def _matcher(key: Key, text: str, opts: _Options, frame: _Frame) -> Matcher | No
         return None  # universal matching (C.2.2.2.3); "*" is equivalent (C.2.2.2.4)
     if value == '""':
         return EmptyValueMatcher(key)
-    parts = (value,) if vr in _SINGLE_VALUED else (clean(vr, s) for s in value.split("\\"))
+    parts = (value,) if vr in SINGLE_VALUED_VRS else (clean(vr, s) for s in value.split("\\"))
     values = tuple(dict.fromkeys(v for v in parts if v))
     if not values or any(set(v) == {"*"} for v in values):
         return None  # only separators, or a listed "*": nothing is excluded

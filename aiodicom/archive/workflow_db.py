@@ -34,15 +34,9 @@ import anyio
 import anyio.to_thread
 from pydicom import Dataset
 
-from aiodicom.archive.matching import (
-    Query,
-    SequenceMatcher,
-    SqlColumn,
-    SqlFilter,
-    candidate_values,
-    normalize_da,
-)
+from aiodicom.archive.matching import Query, SequenceMatcher, SqlColumn, SqlFilter
 from aiodicom.archive.sqlite_readers import ReaderPool
+from aiodicom.archive.values import candidate_values, normalize_da
 from aiodicom.dimse.dataset import EXPLICIT_VR_LITTLE_ENDIAN, EncodedDataset
 
 T = TypeVar("T")
@@ -60,7 +54,7 @@ CREATE TABLE worklist_item (
     study_uid TEXT NOT NULL DEFAULT '', accession TEXT NOT NULL DEFAULT '', sps_id TEXT NOT NULL DEFAULT '',
     patient_id TEXT NOT NULL DEFAULT '', modality TEXT NOT NULL DEFAULT '',
     station_aet TEXT NOT NULL DEFAULT '',   -- values joined with backslashes
-    start_date TEXT NOT NULL DEFAULT '',    -- YYYYMMDD, as matching.normalize_da
+    start_date TEXT NOT NULL DEFAULT '',    -- YYYYMMDD, as values.normalize_da
     dataset BLOB NOT NULL, added REAL NOT NULL,
     UNIQUE (source, item_key)
 );
