@@ -1,6 +1,8 @@
 """Tag morphing: set, replace (plainly or by regular expression) and delete top-level attributes of a decoded
-data set before it is forwarded, e.g. to stamp an institution or strip patient identifiers. Every value is
-checked at start (pydicom must be able to write it), never on the first instance."""
+data set before it is forwarded, e.g. to stamp an institution or strip patient identifiers; delete them at
+every nesting level too (`delete_everywhere`, as DCMTK's `dcmodify -ea`: an identifier may also sit in a
+sequence item, e.g. Original Attributes). Every value is checked at start (pydicom must be able to write
+it), never on the first instance."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class Morph:
     values set, then values replaced where present (plain or by regular expression)."""
 
     deletes: tuple[Attribute, ...] = ()
+    deletes_everywhere: tuple[Attribute, ...] = ()  # in sequence items at any depth too
     delete_private: bool = False
     sets: tuple[SetValue, ...] = ()
     substitutes: tuple[Substitute, ...] = ()
@@ -45,6 +48,8 @@ class Morph:
         for attr in self.deletes:
             if attr.tag in ds:
                 del ds[attr.tag]
+        if self.deletes_everywhere:
+            _delete_everywhere(ds, frozenset(a.tag for a in self.deletes_everywhere))
         for op in self.sets:
             if op.only_if_present and op.attr.tag not in ds:
                 continue
@@ -60,7 +65,16 @@ class Morph:
 
     @property
     def empty(self) -> bool:
-        return not (self.deletes or self.delete_private or self.sets or self.substitutes)
+        return not (self.deletes or self.deletes_everywhere or self.delete_private or self.sets or self.substitutes)
+
+
+def _delete_everywhere(ds: Dataset, tags: frozenset[int]) -> None:
+    for elem in list(ds):
+        if elem.tag in tags:
+            del ds[elem.tag]
+        elif elem.VR == "SQ" and elem.value:
+            for item in elem.value:
+                _delete_everywhere(item, tags)
 
 
 def _morph_value(attr: Attribute, value: Any, where: str) -> Any:
@@ -106,14 +120,11 @@ def _check_encodable(attr: Attribute, value: Any, where: str) -> None:
 
 
 def compile_morph(table: Mapping[str, Any], where: str) -> Morph:
-    unknown = set(table) - {"set", "replace", "delete", "delete_private"}
+    keys = ("set", "replace", "delete", "delete_everywhere", "delete_private")
+    unknown = set(table) - set(keys)
     if unknown:
-        raise RuleError(f"{where}: unknown morph keys {sorted(unknown)} (set, replace, delete, delete_private)")
-    deletes = []
-    for name in table.get("delete", []) if isinstance(table.get("delete", []), list) else [table["delete"]]:
-        if not isinstance(name, str):
-            raise RuleError(f"{where}.delete: {name!r} is not an attribute name")
-        deletes.append(_morph_attribute(name, f"{where}.delete"))
+        raise RuleError(f"{where}: unknown morph keys {sorted(unknown)} ({', '.join(keys)})")
+    deletes, everywhere = _names(table, "delete", where), _names(table, "delete_everywhere", where)
     sets: list[SetValue] = []
     subs: list[Substitute] = []
     for key, only in (("set", False), ("replace", True)):
@@ -129,12 +140,23 @@ def compile_morph(table: Mapping[str, Any], where: str) -> Morph:
     delete_private = table.get("delete_private", False)
     if not isinstance(delete_private, bool):
         raise RuleError(f"{where}.delete_private: expected true or false")
-    touched = [a.tag for a in deletes] + [s.attr.tag for s in sets] + [s.attr.tag for s in subs]
+    attrs = [*deletes, *everywhere, *(s.attr for s in sets), *(s.attr for s in subs)]
+    touched = [a.tag for a in attrs]
     twice = {t for t in touched if touched.count(t) > 1}
     if twice:
-        names = sorted(a.name for a in [*deletes, *(s.attr for s in sets), *(s.attr for s in subs)] if a.tag in twice)
+        names = sorted(a.name for a in attrs if a.tag in twice)
         raise RuleError(f"{where}: {names[0]} is morphed more than once")
-    return Morph(tuple(deletes), delete_private, tuple(sets), tuple(subs))
+    return Morph(tuple(deletes), tuple(everywhere), delete_private, tuple(sets), tuple(subs))
+
+
+def _names(table: Mapping[str, Any], key: str, where: str) -> list[Attribute]:
+    raw = table.get(key, [])
+    out = []
+    for name in raw if isinstance(raw, list) else [raw]:
+        if not isinstance(name, str):
+            raise RuleError(f"{where}.{key}: {name!r} is not an attribute name")
+        out.append(_morph_attribute(name, f"{where}.{key}"))
+    return out
 
 
 def _morph_attribute(name: str, where: str) -> Attribute:

@@ -337,7 +337,7 @@ def compile_rule(table: Mapping[str, Any], where: str, destinations: Iterable[st
     morph = None
     if "morph" in table:
         if not isinstance(table["morph"], Mapping):
-            raise RuleError(f"{where}.morph: expected a table (set, replace, delete, delete_private)")
+            raise RuleError(f"{where}.morph: expected a table (set, replace, delete, delete_everywhere, delete_private)")
         morph = compile_morph(table["morph"], f"{where}.morph")
         if action is not Action.FORWARD:
             raise RuleError(f"{where}: morph needs destinations to forward to")

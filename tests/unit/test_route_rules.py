@@ -331,7 +331,35 @@ def test_morph_sets_replaces_substitutes_and_deletes() -> None:
     assert ds.PatientName == "Doe^John"
 
 
+def test_delete_everywhere_reaches_into_sequence_items_and_delete_does_not() -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def nested() -> Dataset:
+        ds = _dataset()
+        modified = Dataset()
+        modified.PatientName = "Doe^Original"
+        modified.PatientBirthDate = "19700101"
+        original = Dataset()
+        original.ModifiedAttributesSequence = Sequence([modified])
+        ds.OriginalAttributesSequence = Sequence([original])
+        return ds
+
+    everywhere = nested()
+    compile_morph({"delete_everywhere": ["PatientName", "PatientBirthDate"]}, "rule 1.morph").apply(everywhere)
+    inner = everywhere.OriginalAttributesSequence[0].ModifiedAttributesSequence[0]
+    assert "PatientName" not in everywhere and "PatientName" not in inner and "PatientBirthDate" not in inner
+    assert everywhere.PatientID == "P1"  # the rest stays
+
+    top_only = nested()
+    compile_morph({"delete": ["PatientName"]}, "rule 1.morph").apply(top_only)
+    assert "PatientName" not in top_only
+    assert top_only.OriginalAttributesSequence[0].ModifiedAttributesSequence[0].PatientName == "Doe^Original"
+
+
 @pytest.mark.parametrize(("table", "message"), [
+    ({"delete": ["PatientID"], "delete_everywhere": ["PatientID"]}, "more than once"),
+    ({"delete_everywhere": [7]}, "is not an attribute name"),
     ({"set": {"Rows": "many"}}, "needs an integer"),
     ({"set": {"PatientNmae": "X"}}, "not a DICOM keyword"),
     ({"set": {"PatientID": "X" * 65}}, "cannot hold"),
