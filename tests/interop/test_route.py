@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -299,6 +300,17 @@ def test_a_router_worker_ends_with_its_first_process(tmp_path: Path) -> None:
         wait_until(lambda: not _alive(worker), timeout=15, what="the worker gone with its parent (PR_SET_PDEATHSIG)")
     with router(tmp_path / "router", text, port):  # the port and the spool are free again
         wait_until(lambda: status(tmp_path / "router")["running"], what="restarted")
+
+
+def test_a_router_whose_worker_dies_stops_so_that_a_restart_reloads_every_entry(tmp_path: Path) -> None:
+    port = free_port()
+    text = router_toml(port, destination_toml("PACS", "AIODICOM", free_port()), default=["PACS"], workers=2)
+    with router(tmp_path / "router", text, port) as r:
+        wait_until(lambda: status(tmp_path / "router")["workers"], what="the worker's status file")
+        os.kill(status(tmp_path / "router")["workers"][0], signal.SIGKILL)
+        r.proc.wait(30)
+        assert r.proc.returncode == 1
+        assert '"event": "a worker ended' in r.output()
 
 
 def _alive(pid: int) -> bool:
