@@ -22,6 +22,7 @@ from bench import peers
 from bench.core import Bench, Ratio, aiodicom_cli, failure, load_json, timed
 from bench.data import HALF_MB, KB, FileSet, files_in, make_files
 from bench.filestore_ceiling import ceiling
+from bench.pagecache import write_rate
 
 ServerFactory = Callable[[Path], contextlib.AbstractContextManager[peers.Server]]
 
@@ -75,6 +76,7 @@ def received(server: peers.Server, target: str, expected: int, client_ok: bool) 
 def _send(bench: Bench, scenario: str, target: str, files: FileSet, associations: int, rep: int) -> None:
     unit = "instances/s"
     workdir = bench.folder("runs", scenario, f"{target}-{files.size}-{rep}".replace(" ", "_").replace("/", "_"))
+    page_cache = round(write_rate(workdir / "page-cache-probe"), 1)  # the state of memory this run meets
     try:
         with RECEIVERS[target](workdir) as server:
             groups = [[p] for p in files.parts] if associations > 1 else [list(files.parts)]
@@ -95,7 +97,8 @@ def _send(bench: Bench, scenario: str, target: str, files: FileSet, associations
             cpu = (after.cpu - before.cpu) if before and after else None
             bench.record(scenario, files.label, target, unit, files.count / elapsed, transferred=got,
                          expected=files.count, mb_per_s=round(files.total_bytes / elapsed / 1e6, 1),
-                         server_cpu_percent=round(100 * cpu / elapsed, 1) if cpu is not None else None)
+                         server_cpu_percent=round(100 * cpu / elapsed, 1) if cpu is not None else None,
+                         page_cache_mb_per_s=page_cache)
     except peers.PeerUnavailable as exc:
         bench.fail(scenario, files.label, target, unit, str(exc), expected=files.count)
     except Exception as exc:  # one peer failing must not end the bench
