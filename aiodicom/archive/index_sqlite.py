@@ -10,7 +10,6 @@ the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import queue
@@ -25,7 +24,6 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import sniffio
 
 from aiodicom.archive import index_schema as schema
 from aiodicom.archive.index import (
@@ -42,6 +40,7 @@ from aiodicom.archive.index import (
 )
 from aiodicom.archive.matching import Query
 from aiodicom.archive.sqlite_readers import ReaderPool
+from aiodicom.loop import running_asyncio_loop
 
 T = TypeVar("T")
 
@@ -57,8 +56,8 @@ class _Unavailable(Exception):
 def _waker() -> tuple[anyio.Event, Callable[[], None]]:
     """An event the writer thread can set without ever waiting for the event loop."""
     event = anyio.Event()
-    if sniffio.current_async_library() == "asyncio":
-        loop = asyncio.get_running_loop()
+    loop = running_asyncio_loop()
+    if loop is not None:
 
         def wake() -> None:
             try:

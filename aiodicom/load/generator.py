@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import sniffio
 
 from ..dimse import status as st
 from ..dimse.messages import CFindRQ, CStoreRQ
+from ..loop import running_asyncio_loop
 from ..net.client import Client, connect
 from ..net.errors import AssociationError, AssociationRejected, ConnectionFailed, NoPresentationContext
 from . import procstat
@@ -273,7 +273,7 @@ class LoadGenerator:
         per_op = self.plan.per_operation_association
         self.in_flight += 1
         try:
-            if op == "echo" and self._lean is not None and sniffio.current_async_library() == "asyncio":
+            if op == "echo" and self._lean is not None and running_asyncio_loop() is not None:
                 await self._lean_echo(due)
                 return
             if per_op or held.client is None:
