@@ -66,7 +66,10 @@ class Server:
         self.config = config
         self.dispatcher = dispatcher
         self.log = log or get_logger()
-        self.associations: set[Association] = set()
+        self.associations: set[Association] = set()  # every connection, negotiated or not
+        # Slots of the association limits, taken when a request passes them and given back when it is
+        # rejected or ends: counting connections instead would make a burst over the limit reject everyone.
+        self._admitted = 0
         self._per_host: Counter[str] = Counter()
         self._per_ae: Counter[str] = Counter()
         self.port: int | None = None
@@ -129,19 +132,11 @@ class Server:
         assoc.log = log.bind(assoc=assoc.id)
         assoc.on_associate = lambda rq: self._on_associate(assoc, rq)
         self.associations.add(assoc)
-        self._per_host[host] += 1
         try:
             await assoc.run()
         finally:
             self.associations.discard(assoc)
-            self._per_host[host] -= 1
-            if not self._per_host[host]:
-                del self._per_host[host]
-            if assoc.counted_ae is not None:
-                ae = assoc.counted_ae
-                self._per_ae[ae] -= 1
-                if not self._per_ae[ae]:
-                    del self._per_ae[ae]
+            self._release(assoc)
             if assoc.assoc_rq is not None:
                 outcome = "released" if assoc.error is None else str(assoc.error)
                 assoc.log.info("association ended", outcome=outcome)
@@ -151,7 +146,7 @@ class Server:
         assoc.log = assoc.log.bind(calling=rq.calling_ae, called=rq.called_ae)
         answer = check_association(rq, self._policy)
         if answer is None:
-            answer = self._check_limits(assoc, rq)
+            answer = self._admit(assoc, rq)
         if answer is None and c.authenticator is not None:
             identity = rq.user_info.user_identity_rq
             try:
@@ -166,25 +161,42 @@ class Server:
         if answer is None:
             answer = accept(rq, self._policy)
         if isinstance(answer, AssociateRJ):
+            self._release(assoc)
             assoc.log.info("association rejected", result=answer.result, source=answer.source, reason=answer.reason)
         else:
-            assoc.counted_ae = rq.calling_ae
-            self._per_ae[rq.calling_ae] += 1
             accepted = sum(1 for ctx in answer.contexts if ctx.result == 0)
             assoc.log.info("association accepted", contexts=len(answer.contexts), accepted=accepted,
                            max_pdu=rq.user_info.max_pdu, peer_implementation=rq.user_info.implementation_version_name)
         return answer
 
-    def _check_limits(self, assoc: Association, rq: AssociateRQ) -> AssociateRJ | None:
-        """PS3.8 Table 9-21: over a local limit the answer is rejected-transient, local-limit-exceeded."""
+    def _admit(self, assoc: Association, rq: AssociateRQ) -> AssociateRJ | None:
+        """Take a slot of every limit, or answer as PS3.8 Table 9-21 says for a local limit: rejected-transient,
+        local-limit-exceeded. The slot is taken before the authenticator is awaited, so concurrent requests
+        cannot all pass the check first."""
         c = self.config
-        host = assoc.peer[0]
+        host, ae = assoc.peer[0], rq.calling_ae
         over = (
-            len(self.associations) > c.max_associations
-            or (c.max_associations_per_host is not None and self._per_host[host] > c.max_associations_per_host)
-            or (c.max_associations_per_calling_ae is not None
-                and self._per_ae[rq.calling_ae] >= c.max_associations_per_calling_ae)
+            self._admitted >= c.max_associations
+            or (c.max_associations_per_host is not None and self._per_host[host] >= c.max_associations_per_host)
+            or (c.max_associations_per_calling_ae is not None and self._per_ae[ae] >= c.max_associations_per_calling_ae)
         )
         if over:
             return _reject(RejectResult.TRANSIENT, RejectSource.SERVICE_PROVIDER_PRESENTATION, LOCAL_LIMIT_EXCEEDED)
+        self._admitted += 1
+        self._per_host[host] += 1
+        self._per_ae[ae] += 1
+        assoc.counted_ae = ae
         return None
+
+    def _release(self, assoc: Association) -> None:
+        """Give back the slots an association took (idempotent)."""
+        ae = assoc.counted_ae
+        if ae is None:
+            return
+        assoc.counted_ae = None
+        host = assoc.peer[0]
+        self._admitted -= 1
+        for counter, key in ((self._per_host, host), (self._per_ae, ae)):
+            counter[key] -= 1
+            if not counter[key]:
+                del counter[key]

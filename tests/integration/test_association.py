@@ -110,6 +110,37 @@ async def test_over_the_association_limit_is_rejected_transient_local_limit(tmp_
             assert (await assoc.echo()).ok  # slots come back once associations end
 
 
+@pytest.mark.parametrize("limit", [{"max_associations": 2}, {"max_associations_per_host": 2},
+                                   {"max_associations_per_calling_ae": 2}])
+async def test_a_burst_over_the_limit_is_admitted_up_to_the_limit(tmp_path, limit):
+    # Requests arriving together must each take a slot or be refused: counting the connections still
+    # negotiating used to refuse the whole burst.
+    outcomes: list[object] = []
+    all_tried = anyio.Event()
+
+    async def one(server) -> None:
+        try:
+            async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
+                outcomes.append("accepted")
+                if len(outcomes) == 6:
+                    all_tried.set()
+                await all_tried.wait()  # hold the slot until every request has had its answer
+                assert (await assoc.echo()).ok
+        except AssociationRejected as exc:
+            outcomes.append((exc.result, exc.source, exc.reason))
+            if len(outcomes) == 6:
+                all_tried.set()
+
+    async with running_server(tmp_path, **limit) as server:
+        for _ in range(3):  # three bursts: the slots of one come back for the next
+            outcomes.clear()
+            all_tried = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(one, server)
+            assert sorted(map(str, outcomes)) == sorted(["accepted"] * 2 + [str((2, 3, 2))] * 4)
+
+
 async def test_per_calling_ae_limit(tmp_path):
     async with running_server(tmp_path, max_associations_per_calling_ae=1) as server:
         async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM", calling_ae="A"):
