@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,10 +67,24 @@ def setup_logging(args: argparse.Namespace, default: str = "warning") -> None:
     configure(level=level, fmt=args.log_format)
 
 
+class UsageError(Exception):
+    """A bad option value found after parsing (e.g. a TLS file that cannot be read): one line, exit 2."""
+
+
+def tls_context(make: Callable[..., ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
+    """`make(*args)`, with an unreadable or unusable certificate, key or CA file as a UsageError."""
+    try:
+        return make(*args, **kwargs)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(str(a) for a in (*args, *kwargs.values()) if isinstance(a, str))
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"TLS: cannot load {files}: {reason}") from None
+
+
 def ssl_from_args(args: argparse.Namespace):
     if not (args.tls or args.tls_ca or args.tls_cert):
         return None
-    return client_ssl_context(args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify)
+    return tls_context(client_ssl_context, args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify)
 
 
 def fail(message: str, code: int) -> int:
@@ -81,6 +96,8 @@ def run(func: Callable[..., Awaitable[int]], *args: Any) -> int:
     """Run a coroutine on uvloop when installed; association failures become one line and exit 3."""
     try:
         return anyio.run(func, *args, backend_options=_backend_options())
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
     except ConnectionFailed as exc:
         return fail(str(exc), EXIT_ASSOCIATION)
     except AssociationError as exc:

@@ -157,3 +157,17 @@ def test_dcmtk_storescp_without_peer_verification_accepts_aiodicom_without_clien
         done = aiodicom("echo", "127.0.0.1", str(server.port), "--aec", "STORESCP",
                         *aiodicom_tls_args(tls_files, client_cert=False))
     assert done.returncode == 0, done.stderr
+
+
+def test_an_unreadable_tls_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    not_a_cert = tmp_path / "not-a-cert.pem"
+    not_a_cert.write_text("hello\n")
+    for argv in (("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(missing)),
+                 ("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(not_a_cert)),
+                 ("serve", "--port", "0", "--storage", str(tmp_path / "s"), "--tls-cert", str(missing),
+                  "--tls-key", str(missing))):
+        done = aiodicom(*argv)
+        assert done.returncode == 2, done.stderr
+        line = single_error_line(done)
+        assert line.startswith("aiodicom: TLS: cannot load ") and str(argv[-1]) in line, line
