@@ -22,10 +22,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from pydicom import Dataset
 
@@ -302,53 +302,84 @@ _RULE_KEYS: Final = frozenset({"name", "calling_ae", "called_ae", "peer", "sop_c
                                "forward", "action", "morph", "continue"})
 
 
+T = TypeVar("T")
+
+
+class RuleProblems(RuleError):
+    """Every problem of one rule (`problems`), so that one --check lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def compile_rule(table: Mapping[str, Any], where: str, destinations: Iterable[str]) -> Rule:
-    """A rule from its TOML table; `where` prefixes every message (e.g. "rule 2 ('ct')")."""
+    """A rule from its TOML table; `where` prefixes every message (e.g. "rule 2 ('ct')").
+
+    Raises RuleProblems listing every problem found, not only the first."""
+    problems: list[str] = []
+
+    def checked(make: Callable[[], T]) -> T | None:
+        try:
+            return make()
+        except RuleError as exc:
+            problems.append(str(exc))
+            return None
+
     unknown = set(table) - _RULE_KEYS
     if unknown:
-        raise RuleError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(_RULE_KEYS))})")
+        problems.append(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(_RULE_KEYS))})")
     known = set(destinations)
-    conditions: list[Condition] = []
+    conditions: list[Condition | None] = []
     wild = WildcardPattern.of
     for key, getter in (("calling_ae", lambda f: f.calling_ae), ("called_ae", lambda f: f.called_ae)):
         if key in table:
-            conditions.append(_condition(key, getter, table[key], f"{where}.{key}", wild))
+            conditions.append(checked(lambda k=key, g=getter: _condition(k, g, table[k], f"{where}.{k}", wild)))
     if "peer" in table:
-        conditions.append(_condition("peer", lambda f: f.peer, table["peer"], f"{where}.peer",
-                                     lambda text: _peer_pattern(text, f"{where}.peer")))
+        conditions.append(checked(lambda: _condition("peer", lambda f: f.peer, table["peer"], f"{where}.peer",
+                                                     lambda text: _peer_pattern(text, f"{where}.peer"))))
     if "sop_class" in table:
-        conditions.append(_condition("sop_class", lambda f: f.sop_class_uid, table["sop_class"], f"{where}.sop_class",
-                                     lambda text: _sop_class_pattern(text, f"{where}.sop_class")))
+        conditions.append(checked(lambda: _condition(
+            "sop_class", lambda f: f.sop_class_uid, table["sop_class"], f"{where}.sop_class",
+            lambda text: _sop_class_pattern(text, f"{where}.sop_class"))))
     if "modality" in table:
-        attr = attribute("Modality")
-        conditions.append(_condition("modality", _AttrGetter(attr), table["modality"], f"{where}.modality",
-                                     lambda text: attribute_pattern(attr, text, f"{where}.modality")))
+        modality = attribute("Modality")
+        conditions.append(checked(lambda: _condition(
+            "modality", _AttrGetter(modality), table["modality"], f"{where}.modality",
+            lambda text: attribute_pattern(modality, text, f"{where}.modality"))))
     match = table.get("match", {})
     if not isinstance(match, Mapping):
-        raise RuleError(f"{where}.match: expected a table of attribute = pattern")
+        problems.append(f"{where}.match: expected a table of attribute = pattern")
+        match = {}
     for name, raw in match.items():
         try:
             attr = attribute(name)
         except RuleError as exc:
-            raise RuleError(f"{where}.match: {exc}") from None
-        conditions.append(_condition(attr.name, _AttrGetter(attr), raw, f"{where}.match.{name}",
-                                     lambda text, a=attr, n=name: attribute_pattern(a, text, f"{where}.match.{n}")))
-    action, targets = _action(table, where, known)
+            problems.append(f"{where}.match: {exc}")
+            continue
+        conditions.append(checked(lambda a=attr, n=name, r=raw: _condition(
+            a.name, _AttrGetter(a), r, f"{where}.match.{n}",
+            lambda text: attribute_pattern(a, text, f"{where}.match.{n}"))))
+    action, targets = checked(lambda: _action(table, where, known)) or (None, ())
     morph = None
     if "morph" in table:
         if not isinstance(table["morph"], Mapping):
-            raise RuleError(f"{where}.morph: expected a table (set, replace, delete, delete_everywhere, delete_private)")
-        morph = compile_morph(table["morph"], f"{where}.morph")
-        if action is not Action.FORWARD:
-            raise RuleError(f"{where}: morph needs destinations to forward to")
-        morph = None if morph.empty else morph
+            problems.append(f"{where}.morph: expected a table (set, replace, delete, delete_everywhere, delete_private)")
+        else:
+            morph = checked(lambda: compile_morph(table["morph"], f"{where}.morph"))
+            if action is not None and action is not Action.FORWARD:
+                problems.append(f"{where}: morph needs destinations to forward to")
+            morph = None if morph is None or morph.empty else morph
     keep_going = table.get("continue", False)
     if not isinstance(keep_going, bool):
-        raise RuleError(f"{where}.continue: expected true or false")
+        problems.append(f"{where}.continue: expected true or false")
     name = table.get("name", where)
     if not isinstance(name, str) or not name:
-        raise RuleError(f"{where}.name: expected text")
-    return Rule(name, tuple(conditions), action, targets, morph, keep_going)
+        problems.append(f"{where}.name: expected text")
+    if problems:
+        raise RuleProblems(problems)
+    assert action is not None
+    return Rule(name, tuple(c for c in conditions if c is not None), action, targets, morph, keep_going)
 
 
 def _action(table: Mapping[str, Any], where: str, known: set[str]) -> tuple[Action, tuple[str, ...]]:
@@ -435,8 +466,8 @@ def compile_rules(tables: Sequence[Mapping[str, Any]], default: Any, destination
             continue
         try:
             rule = compile_rule({"name": f"rule-{i}", **table}, label, known)
-        except RuleError as exc:
-            errors.append(str(exc))
+        except RuleProblems as exc:
+            errors += exc.problems
             continue
         if rule.name in names:
             errors.append(f"{label}: another rule is already named {rule.name!r}")
@@ -445,6 +476,6 @@ def compile_rules(tables: Sequence[Mapping[str, Any]], default: Any, destination
     try:
         default_rule = compile_default(default, known)
     except RuleError as exc:
-        errors.append(str(exc))
+        errors += exc.problems if isinstance(exc, RuleProblems) else [str(exc)]
         default_rule = Rule("default", (), Action.DROP)
     return RuleSet(tuple(rules), default_rule), errors

@@ -296,6 +296,13 @@ def test_every_bad_rule_is_reported_not_only_the_first() -> None:
     assert problems[3].startswith("router.default")
 
 
+def test_every_problem_of_one_rule_is_reported() -> None:
+    _, problems = compile_rules([{"calling_ae": "re:(unclosed", "match": {"Nope": "1", "Rows": "many"},
+                                  "forward": ["NOPE"], "continue": "yes", "froward": 1}], "drop", DESTS)
+    assert [p.split(":")[0] for p in problems] == ["rule 1", "rule 1.calling_ae", "rule 1.match",
+                                                    "rule 1.match.Rows", "rule 1.forward", "rule 1.continue"]
+
+
 # ---- morphing -----------------------------------------------------------------------------------------------
 
 def _dataset() -> Dataset:
