@@ -80,3 +80,9 @@ COMMON_STORAGE_SOP_CLASSES: Final = tuple(
         "Key Object", "Encapsulated PDF", "VL ", "Segmentation", "Raw Data"))
     and UID_dictionary[uid][3] != "Retired"
 )
+
+
+def uid_label(uid: str) -> str:
+    """The standard's name for a UID, for messages ("JPEG Baseline (Process 1)"), else the UID."""
+    entry = UID_dictionary.get(uid)
+    return entry[0] if entry else uid

@@ -9,7 +9,6 @@
     proxy.py      proxy mode: the destination's answer relayed
     queue.py      the on-disk queue per destination, dead letters, backoff, the in-memory ready queue
     pool.py       pooled associations per destination
-    convert.py    transfer syntax fallback and conversion
     forwarder.py  delivery workers: retries, pauses, dead letters, one log line per instance
     status.py     counters, status.json, `route status` and `route retry`
     router.py     all of it in one task group

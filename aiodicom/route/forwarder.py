@@ -25,11 +25,11 @@ import anyio
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.errors import InvalidFileError
+from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..net.client import Status
 from ..net.errors import AssociationError
+from ..uids import uid_label
 from .config import Destination, RetryPolicy
-from .convert import CannotConvert, accepted_syntaxes, choose_syntax, convert
-from .names import uid_label
 from .pool import DestinationPool, DestinationUnavailable
 from .queue import DirSyncer, Entry, ReadyQueue, Spool, backoff
 from .status import DestinationStats

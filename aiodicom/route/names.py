@@ -32,8 +32,3 @@ def sop_class_uid(name: str) -> str | None:
         return name
     return _by_keyword("SOP Class").get(name)
 
-
-def uid_label(uid: str) -> str:
-    """The standard's name for a UID, for messages ("JPEG Baseline (Process 1)"), else the UID."""
-    entry = UID_dictionary.get(uid)
-    return entry[0] if entry else uid

@@ -16,10 +16,10 @@ import anyio
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CStoreRQ
+from ..dimse.transcode import CannotConvert
 from ..net.dispatch import Dispatcher, Result, ServiceRequest
 from ..net.errors import AssociationError
 from ..uids import ALL_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
-from .convert import CannotConvert
 from .forwarder import NotAccepted, send_instance
 from .ingest import Intake, morph_dataset, peek_encoded
 from .pool import DestinationPool, DestinationUnavailable

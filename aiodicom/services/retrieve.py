@@ -3,9 +3,11 @@
 C-MOVE opens a sub-association to the destination (an AE we know by title) proposing exactly the
 SOP classes and transfer syntaxes of the matched instances: each stored syntax in a context of its
 own, plus an uncompressed fallback. C-GET sends the C-STORE sub-operations back on the requesting
-association, in the contexts (and SCP/SCU roles) the requestor negotiated. Both report progress as
-Pending responses with sub-operation counts, honour C-CANCEL between sub-operations and list what
-failed in Failed SOP Instance UID List.
+association, in the contexts (and SCP/SCU roles) the requestor negotiated. An instance whose syntax the
+peer did not accept is converted into one it did: between uncompressed syntaxes always, from a
+compressed one when a decoder is installed (the convert extra; dimse/transcode.py). Both report
+progress as Pending responses with sub-operation counts, honour C-CANCEL between sub-operations, list
+what failed in Failed SOP Instance UID List and log why each failed.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import anyio
 from pydicom import Dataset
 
 from ..archive.index import MODEL_LEVELS, UNIQUE_KEYS, ArchiveIndex, Level, Model, StoredInstance
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CGetRQ, CMoveRQ
+from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..net.client import Client, connect
 from ..net.dispatch import Dispatcher, OperationCancelled, Result, ServiceRequest
 from ..net.errors import AssociationError, NoPresentationContext
@@ -173,7 +178,8 @@ class RetrieveService:
                                contexts=contexts, ssl_context=peer.ssl_context, dimse_timeout=self.dimse_timeout,
                                log=req.assoc.log.bind(sub_association=destination)) as sub:
                 origin = (req.assoc.calling_ae, req.message.message_id)
-                sub_ops = self._sub_operations(req, instances, counts, lambda inst: _store(sub, inst, origin))
+                log = req.assoc.log.bind(sub_association=destination)
+                sub_ops = self._sub_operations(req, instances, counts, lambda inst: _store(sub, inst, origin, log))
                 async with contextlib.aclosing(sub_ops):
                     async for result in sub_ops:
                         try:
@@ -199,7 +205,7 @@ class RetrieveService:
             # PS3.4 C.4.3.1: the requestor must have accepted the SCP role for the instance's class
             if not roles.get(inst.sop_class_uid, (True, False))[1]:
                 return None
-            return await _store(back, inst, None)
+            return await _store(back, inst, None, req.assoc.log)
 
         async with contextlib.aclosing(self._sub_operations(req, instances, counts, store_back)) as sub_ops:
             async for result in sub_ops:
@@ -221,24 +227,38 @@ class RetrieveService:
         yield counts.final()
 
 
-async def _store(client: Client, inst: StoredInstance, origin: tuple[str, int] | None) -> int | None:
-    """One C-STORE sub-operation; None when it could not even be sent (no context, file gone)."""
+async def _store(client: Client, inst: StoredInstance, origin: tuple[str, int] | None, log: Any) -> int | None:
+    """One C-STORE sub-operation; None (logged with the reason) when it could not even be sent."""
     try:
         encoded, _ = EncodedDataset.from_file(inst.path)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=f"cannot read the file: {exc}")
         return None
+    converted: EncodedDataset | None = None
     try:
-        status = await client.store(encoded, sop_class_uid=inst.sop_class_uid, sop_instance_uid=inst.sop_instance_uid,
-                                    move_originator=origin)
-    except NoPresentationContext:
-        return None  # the peer accepted no context this instance can travel in
+        try:
+            status = await client.store(encoded, sop_class_uid=inst.sop_class_uid,
+                                        sop_instance_uid=inst.sop_instance_uid, move_originator=origin)
+        except NoPresentationContext:
+            # Compressed, and the peer accepted its class only in other syntaxes: convert into one of them.
+            accepted = accepted_syntaxes(client.negotiated.contexts.items(), inst.sop_class_uid)
+            target = choose_syntax(encoded.transfer_syntax, accepted)
+            converted = await anyio.to_thread.run_sync(convert, encoded, target)
+            status = await client.store(converted, sop_class_uid=inst.sop_class_uid,
+                                        sop_instance_uid=inst.sop_instance_uid, move_originator=origin)
+    except (CannotConvert, NoPresentationContext) as exc:
+        log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=str(exc))
+        return None
     except AssociationError:
         raise
-    except Exception:
-        return None  # e.g. an uncompressed conversion pydicom could not do
+    except Exception as exc:  # e.g. a data set pydicom cannot decode for an uncompressed conversion
+        log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=f"{type(exc).__name__}: {exc}")
+        return None
     finally:
-        with contextlib.suppress(Exception):
-            encoded.close()
+        for dataset in (encoded, converted):
+            if dataset is not None:
+                with contextlib.suppress(Exception):
+                    dataset.close()
     return status.code
 
 

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
 import aiodicom
 from aiodicom.dimse.messages import CMoveRQ, Response
 from aiodicom.uids import PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE, VERIFICATION
-from tests.dicomdata import assert_same_content, assert_same_dataset_bytes, received_by_uid
-from tests.peers import HOST, Running, aiodicom_serve, dcmtk_storescp, free_port
+from tests.dicomdata import Corpus, assert_same_content, assert_same_dataset_bytes, received_by_uid
+from tests.peers import HOST, Running, aiodicom_serve, dcmtk_storescp, free_port, storescu
 from tests.qrpeers import (
     OrthancRunning,
     QrData,
@@ -426,3 +427,35 @@ def test_python_api_move_left_after_the_first_progress_stops_the_sub_operations(
     assert anyio.run(scenario) == SUCCESS
     # With the C-CANCEL read first, the SCP stops after the sub-operation in progress (PS3.4 C.4.2.3.1).
     assert len(set(received_by_uid(slow_inbox)) & selected) < len(selected)
+
+
+# ---- compressed instances for peers that take only uncompressed syntaxes --------------------------------------------
+
+DECOMPRESSED = ("bundled-jpeg-lossless", "bundled-rle-mr", "bundled-j2k-lossless", "bundled-jpeg-ls-lossless")
+
+
+def test_compressed_instances_are_decompressed_for_movescu_and_getscu_that_take_only_uncompressed(
+        corpus: Corpus, tmp_path: Path) -> None:
+    pytest.importorskip("pylibjpeg", reason="the convert extra decodes compressed pixel data")
+    sent = [corpus[n] for n in DECOMPRESSED]
+    with dcmtk_storescp(tmp_path / "plain", "+xi", aet="PLAIN") as plain, \
+            aiodicom_serve(tmp_path / "source", "--peer", f"PLAIN={HOST}:{plain.port}") as source:
+        for inst in sent:
+            done = storescu(source.port, [inst.path], propose=inst.transfer_syntax, aec="AIODICOM")
+            assert done.returncode == 0, done.stderr
+        for inst in sent:  # movescu's destination (storescp +xi) accepts Implicit VR Little Endian only
+            done = movescu(source.port, "PLAIN", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={inst.study_uid}")
+            assert done.returncode == 0 and "Failed SOP" not in done.stdout + done.stderr, done.stdout + done.stderr
+        got_by_move = received_by_uid(plain.storage)
+        fetched = tmp_path / "fetched"
+        for inst in sent:  # getscu proposes the uncompressed syntaxes only
+            done = getscu(source.port, fetched, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={inst.study_uid}")
+            assert done.returncode == 0, done.stdout + done.stderr
+        got_by_get = received_by_uid(fetched)
+    for inst in sent:
+        want = pydicom.dcmread(inst.path)
+        for how, got in (("C-MOVE", got_by_move), ("C-GET", got_by_get)):
+            ds = pydicom.dcmread(got[inst.sop_instance_uid])
+            assert not ds.file_meta.TransferSyntaxUID.is_compressed, f"{inst.name} by {how}"
+            assert ds.SOPInstanceUID == want.SOPInstanceUID
+            assert (ds.pixel_array == want.pixel_array).all(), f"{inst.name} by {how}: decoded pixels differ"

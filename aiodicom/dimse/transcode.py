@@ -1,11 +1,11 @@
-"""Transfer syntax fallback: send as received when the destination accepted that syntax, else convert.
+"""Transfer syntax fallback: send as received when the peer accepted that syntax, else convert.
 
 Between the native syntaxes (Implicit/Explicit VR Little Endian, Explicit VR Big Endian, Deflated)
 conversion is always possible (pydicom decodes and re-encodes). A compressed data set becomes a native
 one only with a decoder (the `convert` extra: pylibjpeg with its libjpeg and openjpeg plugins); native
-pixel data is compressed only into lossless syntaxes pydicom has an encoder for. The router never makes a
-lossy copy. When nothing works the instance is dead-lettered with the reason (`CannotConvert`), never
-retried forever.
+pixel data is compressed only into lossless syntaxes pydicom has an encoder for: no lossy copy is ever
+made. When nothing works `CannotConvert` says why (the router dead-letters the instance with it, a C-MOVE
+or C-GET counts a failed sub-operation and logs it).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from ..dimse.dataset import EncodedDataset
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
+    uid_label,
 )
-from .names import uid_label
+from .dataset import EncodedDataset
 
 NATIVE: Final = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
                  EXPLICIT_VR_BIG_ENDIAN)
