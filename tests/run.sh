@@ -8,6 +8,12 @@ need=()
 for pkg in dcmtk orthanc; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# Debian's own python3 refuses pip installs (PEP 668): the suite then runs in a venv in the checkout.
+managed=""
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')/EXTERNALLY-MANAGED" ]; then
+  managed=1
+  python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   for attempt in 1 2 3 4 5; do   # apt may be locked for a moment by another process
@@ -21,5 +27,10 @@ if [ ${#need[@]} -gt 0 ]; then
   ($sudo service orthanc stop >/dev/null 2>&1 || true)
 fi
 
-python3 -m pip install -q -e ".[test,convert]"
-exec python3 -m pytest "$@"
+python=python3
+if [ -n "$managed" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  python=.venv/bin/python
+fi
+"$python" -m pip install -q -e ".[test,convert]"
+exec "$python" -m pytest "$@"
