@@ -23,11 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def rebuild(args: argparse.Namespace) -> int:
     setup_logging(args)
 
+    live = sys.stderr.isatty()  # a progress line for a person watching; a log or a pipe gets the summary only
+
     def progress(seen: int, indexed: int) -> None:
-        print(f"\r{seen} files read, {indexed} indexed", end="", file=sys.stderr, flush=True)
+        if live:
+            print(f"\r{seen} files read, {indexed} indexed", end="", file=sys.stderr, flush=True)
 
     stats = await anyio.to_thread.run_sync(lambda: rebuild_index(args.storage, progress=progress))
-    print(file=sys.stderr)
+    if live:
+        print(file=sys.stderr)
     for path, reason in stats.unreadable:
         print(f"{path}: {reason}", file=sys.stderr)
     print(f"indexed {stats.indexed} of {stats.files} files in {stats.seconds:.1f} s")
