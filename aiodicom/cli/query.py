@@ -77,7 +77,8 @@ async def find_main(args: argparse.Namespace) -> int:
                 async for match in results:
                     matches.append(match)
         except OperationFailed as exc:
-            _print_matches(matches, identifier, args.json)
+            if matches:  # what arrived before the failure; no empty table
+                _print_matches(matches, identifier, args.json)
             return fail(f"C-FIND failed: {exc}", EXIT_FAILURE_STATUS)
     _print_matches(matches, identifier, args.json)
     print(f"{len(matches)} match{'es' if len(matches) != 1 else ''}", file=sys.stderr)
@@ -108,8 +109,8 @@ def _name(tag) -> str:
 def _cell(elem) -> str:
     if elem is None or elem.value is None:
         return ""
-    if elem.VR == "SQ":
-        return f"<{len(elem.value)} item(s)>"
+    if elem.VR == "SQ":  # each item's attributes, so that keys asked for inside a sequence show
+        return " ".join("[" + ", ".join(f"{_name(e.tag)}={_cell(e)}" for e in item) + "]" for item in elem.value)
     if elem.VM > 1:
         return "\\".join(str(v) for v in elem.value)
     return str(elem.value)

@@ -26,3 +26,18 @@ def test_an_unknown_verb_is_one_clear_error(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as done:
         main(["stroe", "x"])
     assert done.value.code == 2 and "invalid choice: 'stroe'" in capsys.readouterr().err
+
+
+def test_find_table_shows_the_attributes_inside_sequence_items() -> None:
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    from aiodicom.cli.query import _cell
+
+    step = Dataset()
+    step.ScheduledStationAETitle = "CT1"
+    step.ScheduledProcedureStepID = "SPS-0042"
+    item = Dataset()
+    item.ScheduledProcedureStepSequence = Sequence([step, Dataset()])
+    assert _cell(item["ScheduledProcedureStepSequence"]) == \
+        "[ScheduledStationAETitle=CT1, ScheduledProcedureStepID=SPS-0042] []"
