@@ -127,7 +127,8 @@ class Bench:
                     value = num.median / den.median
             met = None if value is None else (value <= r.goal if r.at_most else value >= r.goal)
             row = {"name": r.name, "scenario": r.scenario, "case": r.case, "numerator": r.numerator,
-                   "denominator": r.denominator, "goal": r.goal, "at_most": r.at_most,
+                   "denominator": r.denominator, "denominator_scenario": r.denominator_scenario or r.scenario,
+                   "denominator_case": r.denominator_case or r.case, "goal": r.goal, "at_most": r.at_most,
                    "value": None if value is None else round(value, 3), "met": met}
             if num is not None and den is not None and value is not None:
                 row.update(_like_for_like(num, den, r))

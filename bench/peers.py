@@ -65,6 +65,28 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> N
     raise TimeoutError(f"nothing listening on {HOST}:{port} after {timeout}s")
 
 
+def listening_sockets(port: int) -> int:
+    """Sockets listening on `port` here (one per process sharing it with SO_REUSEPORT), from /proc/net."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    count += 1
+    return count
+
+
+def wait_for_listeners(server: Server, count: int, timeout: float = 60.0) -> None:
+    """Until `count` processes listen on the server's port: the workers of `serve --workers` start after the
+    first one answers, and one still starting up would compete with the run for the CPU."""
+    deadline = time.monotonic() + timeout
+    while listening_sockets(server.port) < count:
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name}: {count} processes not listening on {server.port}\n{server.log()}")
+        time.sleep(0.05)
+
+
 @dataclass
 class Server:
     """A running server process: where it listens, what it is called, where it writes."""
@@ -137,13 +159,18 @@ def start(name: str, argv: Sequence[str], *, port: int, aet: str, workdir: Path,
 
 
 # ---- aiodicom --------------------------------------------------------------------------------------
-def aiodicom_serve(workdir: Path, *extra: str, sync: bool = True) -> contextlib.AbstractContextManager[Server]:
+@contextlib.contextmanager
+def aiodicom_serve(workdir: Path, *extra: str, sync: bool = True) -> Iterator[Server]:
     """Logging at warning, as DCMTK storescp logs by default (info writes two lines per association)."""
     port, storage = free_port(), workdir / "storage"
     argv = [sys.executable, "-m", "aiodicom", "serve", "--host", HOST, "--port", str(port), "--aet", "AIODICOM",
             "--storage", str(storage), "--sync", "on" if sync else "off", "--max-associations", "20000",
             "--max-associations-per-host", "20000", "--log-level", "warning", "--log-format", "json", *extra]
-    return start("aiodicom serve", argv, port=port, aet="AIODICOM", workdir=workdir, nodelay=False, storage=storage)
+    workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+    with start("aiodicom serve", argv, port=port, aet="AIODICOM", workdir=workdir, nodelay=False,
+               storage=storage) as server:
+        wait_for_listeners(server, workers)
+        yield server
 
 
 def aiodicom_discard(workdir: Path) -> contextlib.AbstractContextManager[Server]:

@@ -115,6 +115,14 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     out = dict(old)
     out["measures"] = [m for m in old["measures"] if m["scenario"] not in ran] + new["measures"]
     out["targets"] = [t for t in old["targets"] if t["scenario"] not in ran] + new["targets"]
+    medians = {(m["scenario"], m["case"], m["target"]): m["median"] for m in out["measures"]}
+    for t in out["targets"]:  # a ratio across scenarios (4 associations / 1): its other side may be in `old`
+        if t["value"] is None and t.get("denominator_scenario"):
+            num = medians.get((t["scenario"], t["case"], t["numerator"]))
+            den = medians.get((t["denominator_scenario"], t["denominator_case"], t["denominator"]))
+            if num is not None and den:
+                t["value"] = round(num / den, 3)
+                t["met"] = t["value"] <= t["goal"] if t["at_most"] else t["value"] >= t["goal"]
     out["notes"] = {**old.get("notes", {}), **new.get("notes", {})}
     out["scenario_seconds"] = {**old.get("scenario_seconds", {}), **new.get("scenario_seconds", {})}
     out["merged"] = [*old.get("merged", []), {"command": new.get("command"), "scenarios": sorted(ran)}]

@@ -78,7 +78,7 @@ def _send(bench: Bench, scenario: str, target: str, files: FileSet, associations
     workdir = bench.folder("runs", scenario, f"{target}-{files.size}-{rep}".replace(" ", "_").replace("/", "_"))
     page_cache = round(write_rate(workdir / "page-cache-probe"), 1)  # the state of memory this run meets
     try:
-        with RECEIVERS[target](workdir) as server:
+        with (RECEIVERS.get(target) or WORKER_RECEIVERS[target])(workdir) as server:
             groups = [[p] for p in files.parts] if associations > 1 else [list(files.parts)]
             before = procstat.sample(server.pid)
             t = time.perf_counter()
@@ -137,14 +137,27 @@ def receive_ratios(bench: Bench, data: StoreData) -> None:
 
 
 # ---- 2. receive over four associations --------------------------------------------------------------
-def workers_factory(n: int) -> ServerFactory:
-    return lambda w: peers.aiodicom_serve(w, "--workers", str(n), sync=True)
+def workers_factory(n: int, *, sync: bool = True) -> ServerFactory:
+    return lambda w: peers.aiodicom_serve(w, "--workers", str(n), sync=sync)
+
+
+WORKERS_ON, WORKERS_OFF = "aiodicom serve --workers 2 (sync on)", "aiodicom serve --workers 2 (sync off)"
+WORKER_RECEIVERS: dict[str, ServerFactory] = {}  # four associations only
+
+
+def _add_workers() -> bool:
+    """`serve --workers 2` among the receivers (once; False when this serve has no --workers). Sync on is bound
+    by the disk's flushes (and each process batches only its own); sync off shows what a second core adds
+    to the CPU-bound receive path."""
+    if not WORKER_RECEIVERS and peers.aiodicom_serve_argv_has("--workers"):
+        WORKER_RECEIVERS[WORKERS_ON] = workers_factory(2)
+        WORKER_RECEIVERS[WORKERS_OFF] = workers_factory(2, sync=False)
+    return bool(WORKER_RECEIVERS)
 
 
 def receive_concurrent(bench: Bench, data: StoreData, rep: int) -> None:
-    if rep == 0 and peers.aiodicom_serve_argv_has("--workers"):
-        RECEIVERS["aiodicom serve --workers 2 (sync on)"] = workers_factory(2)
-    targets = list(CONCURRENT_RECEIVERS) + [t for t in RECEIVERS if "--workers" in t]
+    _add_workers()
+    targets = list(CONCURRENT_RECEIVERS) + list(WORKER_RECEIVERS)
     for files in data.sets:
         for target in rotated(targets, rep):
             _send(bench, "receive x4", target, files, len(files.parts), rep)
@@ -157,9 +170,11 @@ def concurrent_ratios(bench: Bench, data: StoreData) -> None:
                                   1.0))
         bench.ratios.append(Ratio(f"4 assoc / 1 assoc, sync on ({c})", "receive x4", c, SYNC_ON, SYNC_ON, 1.0,
                                   denominator_scenario="receive"))
-        if any("--workers" in t for t in RECEIVERS):
-            bench.ratios.append(Ratio(f"--workers 2 / 1 worker ({c})", "receive x4", c,
-                                      "aiodicom serve --workers 2 (sync on)", SYNC_ON, 1.0))
+        if _add_workers():
+            bench.ratios.append(Ratio(f"--workers 2 / 1 worker, sync on ({c})", "receive x4", c, WORKERS_ON, SYNC_ON,
+                                      1.0))
+            bench.ratios.append(Ratio(f"--workers 2 / 1 worker, sync off ({c})", "receive x4", c, WORKERS_OFF,
+                                      SYNC_OFF, 1.0))
 
 
 # ---- 3. sending -------------------------------------------------------------------------------------
