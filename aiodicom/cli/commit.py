@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     p.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the report (default 60)")
     p.add_argument("--listen-port", type=int, metavar="PORT", help="also take the report on a new association here")
-    p.add_argument("--listen-host", default="0.0.0.0", metavar="HOST", help="address for --listen-port (default all)")
+    p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
+                   help="address for --listen-port (default 127.0.0.1, as serve; 0.0.0.0 for a PACS on another machine)")
     p.add_argument("--transaction-uid", metavar="UID", help="Transaction UID (default: a new 2.25 UID)")
     p.set_defaults(func=main)
 

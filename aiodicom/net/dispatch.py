@@ -216,5 +216,6 @@ def failure_status(message: Request) -> int:
 
 def error_comment(text: str) -> str:
     """An Error Comment (0000,0902) is LO: 64 characters of the default repertoire, no backslash."""
-    clean = text.encode("ascii", "replace").decode("ascii").replace("\\", "/")
+    # "PS3.5 §9.1" reads as well as "PS3.5 9.1"; other characters outside the repertoire become "?"
+    clean = text.replace("§", "").encode("ascii", "replace").decode("ascii").replace("\\", "/")
     return "".join(c if " " <= c <= "~" else " " for c in clean)[:64].rstrip()

@@ -341,3 +341,11 @@ def test_text_values_arrive_unchanged(patient_id: str, name: str) -> None:
     ds = build_identifier([f"PatientID={patient_id}", f"PatientName={name}"])
     assert ds.PatientID == patient_id
     assert str(ds.PatientName) == name
+
+
+def test_an_error_comment_fits_lo_and_keeps_section_numbers_readable() -> None:
+    from aiodicom.net.dispatch import error_comment
+
+    text = error_comment("invalid SOP Instance UID: '1.2.abc' (PS3.5 §9.1: digits) é \\ and then far too much more text")
+    assert text == "invalid SOP Instance UID: '1.2.abc' (PS3.5 9.1: digits) ? / and"
+    assert len(text) <= 64 and text.isascii() and "\\" not in text
