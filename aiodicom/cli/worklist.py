@@ -83,7 +83,7 @@ async def _list(db: WorkflowDb, as_json: bool) -> int:
     for e in entries:
         step = e.dataset.ScheduledProcedureStepSequence[0]
         row = [_text(e.dataset.get(top) if top else step.get(inner)) for _, top, inner in _COLUMNS]
-        row[0] = row[0] or "SCHEDULED"
+        row[0] = row[0] or "-"  # no status in the item and no MPPS yet: C-FIND returns it empty too
         row[4] = f"{row[4]} {row.pop(5)}".strip()
         rows.append(row + [e.source])
     names = [n for n, _, _ in _COLUMNS if n] + ["SOURCE"]
