@@ -204,6 +204,8 @@ class RetrieveService:
         async def store_back(inst: StoredInstance) -> int | None:
             # PS3.4 C.4.3.1: the requestor must have accepted the SCP role for the instance's class
             if not roles.get(inst.sop_class_uid, (True, False))[1]:
+                req.assoc.log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid,
+                                      reason="the requestor did not accept the SCP role for its SOP class")
                 return None
             return await _store(back, inst, None, req.assoc.log)
 
