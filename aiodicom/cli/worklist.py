@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..archive.workflow_db import WorkflowDb
+from ..archive.workflow_db import API_SOURCE, WorkflowDb
 from ..services.worklist import MalformedWorklistFile, missing_type1, read_worklist_file
 from .common import EXIT_FAILURE_STATUS, EXIT_OK, add_log_options, fail, setup_logging
 
@@ -50,8 +50,19 @@ async def main(args: argparse.Namespace) -> int:
         return await _list(db, args.json)
 
 
+def _steps(item) -> list[tuple[str, tuple[str, str, str]]]:
+    """(SPS ID, the step's identity besides it: study, accession, requested procedure) of each step."""
+    ident = tuple(str(item.get(k, "")) for k in ("StudyInstanceUID", "AccessionNumber", "RequestedProcedureID"))
+    return [(str(step.ScheduledProcedureStepID), ident) for step in item.get("ScheduledProcedureStepSequence") or ()
+            if step.get("ScheduledProcedureStepID")]
+
+
 async def _add(db: WorkflowDb, files: list[str]) -> int:
     code = EXIT_OK
+    scheduled: dict[str, list[tuple[str, tuple[str, str, str]]]] = {}
+    async for e in db.entries():
+        for sps, ident in _steps(e.dataset):
+            scheduled.setdefault(sps, []).append((e.source, ident))
     for path in files:
         try:
             items = await anyio.to_thread.run_sync(read_worklist_file, path)
@@ -61,6 +72,14 @@ async def _add(db: WorkflowDb, files: list[str]) -> int:
         for item in items:
             if missing := missing_type1(item):
                 print(f"{path}: warning: Type 1 attributes missing: {', '.join(missing)}", file=sys.stderr)
+            for sps, ident in _steps(item):
+                # Another item with this step ID (not this same step added before, which is replaced): an MPPS
+                # that references the ID would be ambiguous.
+                others = [src for src, other in scheduled.get(sps, []) if (src, other) != (API_SOURCE, ident)]
+                if others:
+                    print(f"{path}: warning: Scheduled Procedure Step ID {sps} is already in the worklist "
+                          f"(from {others[0]})", file=sys.stderr)
+                scheduled.setdefault(sps, []).append((API_SOURCE, ident))
         await db.add_items(items)
         print(f"{path}: {len(items)} item{'s' if len(items) != 1 else ''} added")
     return code
