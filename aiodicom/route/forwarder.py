@@ -212,7 +212,7 @@ class Forwarder:
         self._unreachable[name] += 1
         stats = self.stats[name]
         stats.unreachable += 1
-        stats.last_error = error
+        stats.error(error, self.clock())
         entry.last_error = error
         delay = backoff(self._unreachable[name], self.retry)
         first = queue.paused_until <= self.clock()
@@ -225,7 +225,7 @@ class Forwarder:
     async def _failed(self, entry: Entry, error: str, *, status: int | None = None) -> None:
         stats = self.stats[entry.destination]
         stats.failed_attempts += 1
-        stats.last_error = error
+        stats.error(error, self.clock())
         entry.attempts += 1
         entry.last_error = error
         if entry.attempts >= self.retry.max_attempts:
@@ -251,7 +251,7 @@ class Forwarder:
             return
         stats = self.stats[entry.destination]
         stats.dead_letters += 1
-        stats.last_error = reason
+        stats.error(reason, now)
         self.log.error("routed", sop_instance=entry.sop_instance_uid, rule=entry.rule, destination=entry.destination,
                        outcome="dead-letter", reason=reason, attempts=entry.attempts,
                        latency_ms=round((now - entry.received) * 1000, 1))

@@ -82,23 +82,23 @@ class Proxy:
             stats.unreachable += 1
             # PS3.4 B.2.3 Refused: Out of Resources: transient, the sender may try again later
             result = Result(status=st.OUT_OF_RESOURCES, error_comment=f"destination {name} unreachable")
-            stats.last_error = str(exc)
+            stats.error(str(exc))
         except NotAccepted as exc:
             stats.failed_attempts += 1
             result = Result(status=st.SOP_CLASS_NOT_SUPPORTED, error_comment=str(exc))
-            stats.last_error = str(exc)
+            stats.error(str(exc))
         except CannotConvert as exc:
             stats.failed_attempts += 1
             result = Result(status=st.CANNOT_UNDERSTAND, error_comment=str(exc))
-            stats.last_error = str(exc)
+            stats.error(str(exc))
         except AssociationError as exc:
             stats.failed_attempts += 1
             result = Result(status=st.PROCESSING_FAILURE, error_comment=f"association to {name} failed")
-            stats.last_error = str(exc)
+            stats.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - a data set the morph cannot decode, and the like
             stats.failed_attempts += 1
             result = Result(status=st.CANNOT_UNDERSTAND, error_comment=f"cannot forward: {exc}")
-            stats.last_error = str(exc)
+            stats.error(str(exc))
         else:
             result = Result(status=sent.status.code, error_comment=sent.status.error_comment)
             if sent.status.category in (st.Category.SUCCESS, st.Category.WARNING):
@@ -108,7 +108,7 @@ class Proxy:
                 stats.rate.add(time.time())
             else:
                 stats.failed_attempts += 1
-                stats.last_error = str(sent.status)
+                stats.error(str(sent.status))
         finally:
             if data is not payload:
                 data.close()

@@ -52,8 +52,12 @@ class DestinationStats:
     dead_letters: int = 0  # made by this run
     converted: int = 0
     last_error: str | None = None
+    last_error_at: float | None = None  # wall clock: an old error under recent deliveries is history
     last_delivery: float | None = None
     rate: RateMeter = field(default_factory=RateMeter)
+
+    def error(self, text: str, now: float | None = None) -> None:
+        self.last_error, self.last_error_at = text, time.time() if now is None else now
 
     def snapshot(self, now: float) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "rate"}
@@ -115,7 +119,9 @@ def _live_status(root: Path, now: float) -> dict[str, Any]:
             for key in _SUMMED:
                 if isinstance(stats.get(key), (int, float)):
                     row[key] = round((row.get(key) or 0) + stats[key], 1)
-            row["last_error"] = row.get("last_error") or stats.get("last_error")
+            if stats.get("last_error") and (not row.get("last_error")  # the most recent error of all processes
+                                            or (stats.get("last_error_at") or 0) > (row.get("last_error_at") or 0)):
+                row["last_error"], row["last_error_at"] = stats.get("last_error"), stats.get("last_error_at")
             row["paused_for"] = max(row.get("paused_for") or 0, stats.get("paused_for") or 0)
         if worker:
             live.setdefault("workers", []).append(worker.get("pid"))
@@ -141,6 +147,8 @@ def read_status(root: Path, configured: Iterable[str] = (), now: float | None = 
         if stats:
             row.update({k: stats.get(k) for k in ("in_flight", "delivered", "failed_attempts", "unreachable",
                                                   "rate_per_minute", "last_error", "paused_for", "associations")})
+            at = stats.get("last_error_at")
+            row["last_error_age"] = round(now - at, 1) if isinstance(at, (int, float)) else None
         out["destinations"][name] = row
     return out
 
@@ -180,7 +188,7 @@ def format_status(status: dict[str, Any]) -> str:
             failures = f"{failures} (+{d['unreachable']} unreachable)"
         rows.append((name, str(d["queued"]), _age(d["oldest_age"]), str(d["dead_letters"]),
                      _dash(d.get("in_flight")), _dash(d.get("delivered")), _dash(d.get("rate_per_minute")),
-                     _dash(failures), (d.get("last_error") or "-")[:60]))
+                     _dash(failures), _last_error(d)))
     if len(rows) == 1:
         lines.append("  no destinations")
         return "\n".join(lines)
@@ -188,6 +196,14 @@ def format_status(status: dict[str, Any]) -> str:
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def _last_error(d: dict[str, Any]) -> str:
+    error = d.get("last_error")
+    if not error:
+        return "-"
+    age = d.get("last_error_age")
+    return error[:60] + (f" ({_age(age)} ago)" if age is not None else "")
 
 
 def _dash(value: Any) -> str:

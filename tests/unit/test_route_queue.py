@@ -34,7 +34,7 @@ from aiodicom.route.queue import (
     rule_of,
 )
 from aiodicom.route.router import Router
-from aiodicom.route.status import read_status, retry_dead_letters
+from aiodicom.route.status import format_status, read_status, retry_dead_letters
 from aiodicom.services import storage, verification
 from aiodicom.ul.machine import UlConfig
 from tests.dicomdata import (
@@ -475,21 +475,22 @@ def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
     now = 1_000_000.0
     pid = os.getpid()  # alive: the status files count as the running router's
 
-    def write(name: str, delivered: int, rate: float, error: str | None) -> None:
+    def write(name: str, delivered: int, rate: float, error: str | None, error_at: float | None = None) -> None:
         row = {"delivered": delivered, "rate_per_minute": rate, "in_flight": 1, "failed_attempts": 0,
-               "unreachable": 0, "associations": 2, "paused_for": 0, "last_error": error}
+               "unreachable": 0, "associations": 2, "paused_for": 0, "last_error": error, "last_error_at": error_at}
         (tmp_path / name).write_text(json.dumps({"pid": pid, "updated": now, "listeners": ["ROUTER@x:1"],
                                                  "destinations": {"PACS": row}}))
 
-    write("status.json", 10, 60.0, None)
-    write("status.1.json", 5, 30.0, "refused")
+    write("status.json", 10, 60.0, "timed out", now - 600)
+    write("status.1.json", 5, 30.0, "refused", now - 90)  # the more recent error is the one shown
     (tmp_path / "status.2.json").write_text(json.dumps({"pid": pid, "updated": now - 3600, "destinations": {
         "PACS": {"delivered": 1000}}}))  # stale: a worker of an earlier run
     status = read_status(tmp_path, ["PACS"], now=now)
     row = status["destinations"]["PACS"]
     assert status["running"] and status["workers"] == [pid]
     assert (row["delivered"], row["rate_per_minute"], row["in_flight"], row["associations"]) == (15, 90.0, 2, 4)
-    assert row["last_error"] == "refused"
+    assert (row["last_error"], row["last_error_age"]) == ("refused", 90.0)
+    assert "refused (1.5m ago)" in format_status(status)
 
 
 def test_a_queue_on_another_file_system_gets_a_copy_instead_of_a_hard_link(tmp_path: Path) -> None:
