@@ -14,7 +14,8 @@ from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..net.client import MAX_CONTEXTS, connect
 from ..net.errors import NoPresentationContext
-from ..uids import UNCOMPRESSED_TRANSFER_SYNTAXES, is_uncompressed
+from ..dimse.transcode import why_not
+from ..uids import EXPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED_TRANSFER_SYNTAXES, is_uncompressed
 from .common import (
     EXIT_FAILURE_STATUS,
     EXIT_OK,
@@ -29,7 +30,8 @@ from .common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="send DICOM files with C-STORE",
                        description="Send PS3.10 files with C-STORE over one association, each in its own "
-                                   "transfer syntax (uncompressed ones may fall back to another uncompressed syntax).")
+                                   "transfer syntax; one the peer refuses goes in an uncompressed syntax it "
+                                   "accepted (a compressed one decoded with the convert extra's codecs).")
     add_client_options(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders with --recursive")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
@@ -93,8 +95,9 @@ def batches(items: list[Item]) -> list[tuple[list[tuple[str, tuple[str, ...]]], 
     """Group files so each association proposes at most 128 presentation contexts (PS3.8 §9.3.2.2).
 
     Each (SOP class, transfer syntax) gets a context of its own, so an acceptor that prefers another
-    syntax cannot make us convert what we could send as it is; an uncompressed file also gets a
-    second context with the other uncompressed syntaxes, used only when the first is refused.
+    syntax cannot make us convert what we could send as it is; a second context offers the other
+    uncompressed syntaxes, used only when the first is refused: for an uncompressed file always, for a
+    compressed one when its decoder is installed (the convert extra; Client.store then decodes it).
     """
     out: list[tuple[list[tuple[str, tuple[str, ...]]], list[Item]]] = []
     seen: dict[tuple[str, str], int] = {}
@@ -102,7 +105,8 @@ def batches(items: list[Item]) -> list[tuple[list[tuple[str, tuple[str, ...]]], 
         key = (item.sop_class, item.transfer_syntax)
         if key not in seen:
             proposals = [(item.sop_class, (item.transfer_syntax,))]
-            if is_uncompressed(item.transfer_syntax):
+            decodable = why_not(item.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN) is None
+            if is_uncompressed(item.transfer_syntax) or decodable:
                 others = tuple(ts for ts in UNCOMPRESSED_TRANSFER_SYNTAXES if ts != item.transfer_syntax)
                 proposals.append((item.sop_class, others))
             if not out or len(out[-1][0]) + len(proposals) > MAX_CONTEXTS:

@@ -17,6 +17,7 @@ import anyio
 
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
+from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..dimse.messages import (
     CEchoRQ,
     CStoreRQ,
@@ -34,7 +35,6 @@ from ..log import get_logger
 from ..uids import (
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     VERIFICATION,
-    is_uncompressed,
 )
 from ..ul.machine import Role, UlConfig
 from ..ul.pdu import (
@@ -156,29 +156,34 @@ class Client:
                     move_originator: tuple[str, int] | None = None) -> Status:
         """C-STORE one instance: a PS3.10 file path, an EncodedDataset (with UIDs given) or a pydicom Dataset.
 
-        The data set is sent as it is encoded when the peer accepted that transfer syntax;
-        otherwise an uncompressed one is converted to an accepted uncompressed syntax.
+        The data set is sent as it is encoded when the peer accepted that transfer syntax. Otherwise it is
+        converted, in a worker thread, into a syntax the peer accepted for its SOP class (dimse/transcode.py:
+        between uncompressed syntaxes always, from a compressed one with the convert extra's decoders);
+        NoPresentationContext, with the reason, when that is impossible.
         """
         encoded, sop_class, sop_instance = _prepare(source, sop_class_uid, sop_instance_uid)
-        cid, encoded = self._context_and_encoding(sop_class, encoded)
+        negotiated = self.assoc.negotiated
+        cid = negotiated.context_for(sop_class, encoded.transfer_syntax)
+        converted: EncodedDataset | None = None
+        if cid is None:
+            try:
+                target = choose_syntax(encoded.transfer_syntax, accepted_syntaxes(negotiated.contexts.items(),
+                                                                                  sop_class))
+                converted = await anyio.to_thread.run_sync(convert, encoded, target)
+            except CannotConvert as exc:
+                raise NoPresentationContext(f"no accepted presentation context for {sop_class} in "
+                                            f"{encoded.transfer_syntax}: {exc}") from None
+            cid = negotiated.context_for(sop_class, target)
         message = CStoreRQ(message_id=self.next_message_id(), affected_sop_class_uid=sop_class,
                            affected_sop_instance_uid=sop_instance,
                            move_originator_ae=move_originator[0] if move_originator else None,
                            move_originator_message_id=move_originator[1] if move_originator else None)
-        rsp, _ = await self.assoc.request(message, cid, encoded)
+        try:
+            rsp, _ = await self.assoc.request(message, cid, converted or encoded)
+        finally:
+            if converted is not None:
+                converted.close()
         return Status(rsp.status, rsp)
-
-    def _context_and_encoding(self, sop_class: str, encoded: EncodedDataset) -> tuple[int, EncodedDataset]:
-        negotiated = self.assoc.negotiated
-        cid = negotiated.context_for(sop_class, encoded.transfer_syntax)
-        if cid is not None:
-            return cid, encoded
-        if is_uncompressed(encoded.transfer_syntax):
-            for ctx_id, (abstract, ts) in negotiated.contexts.items():
-                if abstract == sop_class and is_uncompressed(ts):
-                    return ctx_id, EncodedDataset.from_dataset(encoded.dataset(), ts)
-        raise NoPresentationContext(
-            f"no accepted presentation context for {sop_class} in {encoded.transfer_syntax}")
 
     # ---- DIMSE-N (PS3.7 §10): the data set of the request goes in the context's syntax ----------
     async def _n_request(self, message: Request, sop_class: str, dataset: Any) -> NResult:

@@ -18,14 +18,12 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from pydicom import Dataset
 
 from ..archive.index import MODEL_LEVELS, UNIQUE_KEYS, ArchiveIndex, Level, Model, StoredInstance
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CGetRQ, CMoveRQ
-from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..net.client import Client, connect
 from ..net.dispatch import Dispatcher, OperationCancelled, Result, ServiceRequest
 from ..net.errors import AssociationError, NoPresentationContext
@@ -236,31 +234,21 @@ async def _store(client: Client, inst: StoredInstance, origin: tuple[str, int] |
     except (OSError, ValueError) as exc:
         log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=f"cannot read the file: {exc}")
         return None
-    converted: EncodedDataset | None = None
     try:
-        try:
-            status = await client.store(encoded, sop_class_uid=inst.sop_class_uid,
-                                        sop_instance_uid=inst.sop_instance_uid, move_originator=origin)
-        except NoPresentationContext:
-            # Compressed, and the peer accepted its class only in other syntaxes: convert into one of them.
-            accepted = accepted_syntaxes(client.negotiated.contexts.items(), inst.sop_class_uid)
-            target = choose_syntax(encoded.transfer_syntax, accepted)
-            converted = await anyio.to_thread.run_sync(convert, encoded, target)
-            status = await client.store(converted, sop_class_uid=inst.sop_class_uid,
-                                        sop_instance_uid=inst.sop_instance_uid, move_originator=origin)
-    except (CannotConvert, NoPresentationContext) as exc:
+        # converted first when the peer accepted the class only in other syntaxes (Client.store)
+        status = await client.store(encoded, sop_class_uid=inst.sop_class_uid, sop_instance_uid=inst.sop_instance_uid,
+                                    move_originator=origin)
+    except NoPresentationContext as exc:
         log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=str(exc))
         return None
     except AssociationError:
         raise
-    except Exception as exc:  # e.g. a data set pydicom cannot decode for an uncompressed conversion
+    except Exception as exc:  # e.g. a data set pydicom cannot decode for a conversion
         log.warning("sub-operation failed", sop_instance=inst.sop_instance_uid, reason=f"{type(exc).__name__}: {exc}")
         return None
     finally:
-        for dataset in (encoded, converted):
-            if dataset is not None:
-                with contextlib.suppress(Exception):
-                    dataset.close()
+        with contextlib.suppress(Exception):
+            encoded.close()
     return status.code
 
 

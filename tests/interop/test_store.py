@@ -164,6 +164,22 @@ def test_aiodicom_store_summary_names_every_file(corpus: Corpus, tmp_path: Path)
     assert not missing, f"summary does not mention {missing}:\n{done.stdout}"
 
 
+def test_aiodicom_store_decodes_compressed_files_for_an_uncompressed_only_storescp(corpus: Corpus,
+                                                                                   tmp_path: Path) -> None:
+    pytest.importorskip("pylibjpeg", reason="the convert extra decodes compressed pixel data")
+    import pydicom
+
+    names = ("bundled-jpeg-lossless", "bundled-rle-mr", "bundled-j2k-lossless", "bundled-jpeg-ls-lossless")
+    with dcmtk_storescp(tmp_path, "+xi") as plain:  # accepts Implicit VR Little Endian only
+        done = _store(plain.port, "STORESCP", *(corpus[n].path for n in names))
+        assert done.returncode == 0, done.stderr + done.stdout
+        got = received_by_uid(plain.storage)
+    for name in names:
+        sent, ds = pydicom.dcmread(corpus[name].path), pydicom.dcmread(got[corpus[name].sop_instance_uid])
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2", name
+        assert (ds.pixel_array == sent.pixel_array).all(), f"{name}: decoded pixels differ"
+
+
 # --- failures ---------------------------------------------------------------------------------------------------------
 
 def test_aiodicom_store_exits_1_when_the_peer_answers_a_failure(corpus: Corpus, tmp_path: Path) -> None:

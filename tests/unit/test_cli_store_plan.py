@@ -2,14 +2,18 @@
 
 from pathlib import Path
 
+import pytest
+
 from aiodicom.cli.store import Item, batches
 from aiodicom.uids import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
 )
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+MPEG2 = "1.2.840.10008.1.2.4.100"
 
 
 def item(n: int, sop_class: str, ts: str) -> Item:
@@ -23,13 +27,16 @@ def test_the_files_own_syntax_gets_a_context_of_its_own_with_uncompressed_fallba
     assert [i.path.name for i in items] == ["f1"]
 
 
-def test_compressed_files_get_no_fallback_context():
+def test_a_compressed_file_gets_an_uncompressed_fallback_only_when_it_can_be_decoded():
+    pytest.importorskip("pylibjpeg", reason="the convert extra decodes JPEG")
     ((contexts, _),) = batches([item(1, "1.2.3", JPEG_BASELINE)])
-    assert contexts == [("1.2.3", (JPEG_BASELINE,))]
+    assert contexts == [("1.2.3", (JPEG_BASELINE,)), ("1.2.3", UNCOMPRESSED_TRANSFER_SYNTAXES)]
+    ((contexts, _),) = batches([item(2, "1.2.3", MPEG2)])  # no decoder for video: nothing to fall back to
+    assert contexts == [("1.2.3", (MPEG2,))]
 
 
 def test_files_sharing_class_and_syntax_share_contexts():
-    ((contexts, items),) = batches([item(n, "1.2.3", JPEG_BASELINE) for n in range(5)])
+    ((contexts, items),) = batches([item(n, "1.2.3", MPEG2) for n in range(5)])
     assert len(contexts) == 1 and len(items) == 5
 
 
