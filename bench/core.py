@@ -125,7 +125,7 @@ class Bench:
                     value = num.median
                 elif den is not None and den.median:
                     value = num.median / den.median
-            met = None if value is None else (value <= r.goal if r.at_most else value >= r.goal)
+            met = None if value is None else meets(value, r)
             row = {"name": r.name, "scenario": r.scenario, "case": r.case, "numerator": r.numerator,
                    "denominator": r.denominator, "denominator_scenario": r.denominator_scenario or r.scenario,
                    "denominator_case": r.denominator_case or r.case, "goal": r.goal, "at_most": r.at_most,
@@ -134,6 +134,12 @@ class Bench:
                 row.update(_like_for_like(num, den, r))
             out.append(row)
         return out
+
+
+def meets(value: float, target: Ratio | dict[str, Any]) -> bool:
+    """Whether `value` reaches the goal of a Ratio (or of a target as written to latest.json)."""
+    goal, at_most = (target["goal"], target["at_most"]) if isinstance(target, dict) else (target.goal, target.at_most)
+    return value <= goal if at_most else value >= goal
 
 
 WARM_PAGE_CACHE = 1500.0  # MB/s: above it the page cache was written at memory speed (bench/pagecache.py)
@@ -154,7 +160,7 @@ def _like_for_like(num: Measure, den: Measure, r: Ratio) -> dict[str, Any]:
         ys = [v for v, w in zip(den.values, warm[1]) if w == flag]
         if xs and ys and statistics.median(ys):
             ratios[state] = round(statistics.median(xs) / statistics.median(ys), 3)
-    met = [(v <= r.goal if r.at_most else v >= r.goal) for v in ratios.values()]
+    met = [meets(v, r) for v in ratios.values()]
     return {"page_cache_states_differ": True, "like_for_like": ratios, "met": all(met) if met else None}
 
 

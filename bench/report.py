@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.core import Bench, Measure
+from bench.core import Bench, Measure, meets
 
 # The reference each scenario's ratio column divides by (the first present).
 REFERENCES = {
@@ -122,7 +122,7 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             den = medians.get((t["denominator_scenario"], t["denominator_case"], t["denominator"]))
             if num is not None and den:
                 t["value"] = round(num / den, 3)
-                t["met"] = t["value"] <= t["goal"] if t["at_most"] else t["value"] >= t["goal"]
+                t["met"] = meets(t["value"], t)
     out["notes"] = {**old.get("notes", {}), **new.get("notes", {})}
     out["scenario_seconds"] = {**old.get("scenario_seconds", {}), **new.get("scenario_seconds", {})}
     out["merged"] = [*old.get("merged", []), {"command": new.get("command"), "scenarios": sorted(ran)}]

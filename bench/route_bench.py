@@ -127,11 +127,7 @@ def routed(destination: Destination, files: FileSet, workdir: Path, associations
             with on_cores(router_cores):  # only the router's process (and its workers) start there
                 router = stack.enter_context(peers.start("aiodicom route", argv, port=port, aet="ROUTER",
                                                          workdir=folder, nodelay=False))
-            deadline = time.monotonic() + 60
-            while router.log().count('"event": "listening"') < workers:  # the workers start after the first
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{workers} router processes not listening after 60 s")
-                time.sleep(0.05)
+            peers.wait_for_listeners(router, workers)  # the workers start after the first
             started = time.perf_counter()
             acknowledged = send_all(port, "ROUTER", files)
             wait_stored(server, files.count)

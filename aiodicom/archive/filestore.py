@@ -7,10 +7,10 @@ An instance is written into ROOT/.incoming/<session>-<n>.part as its fragments a
 thread the loop hands them to (spillwriter.py; one of at most 64 KiB is held in memory and written out
 at commit: by a worker thread when syncing, on the loop when not). On commit its Study/Series UIDs are
 read from the head of the data set (peek.py), the file is synced and renamed atomically into place and
-the directory synced (groupcommit.py), and only then is it reported stored. A file under a final name is therefore always complete. A crash leaves only
-.part files:
-each process holds an flock on ROOT/.incoming/<session>.lock, and opening a store sweeps the .part
-files of sessions whose lock nobody holds, so processes sharing one root never sweep each other's.
+the directory synced (groupcommit.py), and only then is it reported stored. A file under a final name is
+therefore always complete. A crash leaves only .part files: each process holds an flock on
+ROOT/.incoming/<session>.lock, and opening a store sweeps the .part files of sessions whose lock nobody
+holds, so processes sharing one root never sweep each other's.
 """
 
 from __future__ import annotations

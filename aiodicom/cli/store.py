@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
+from ..dimse.transcode import why_not
 from ..net.client import MAX_CONTEXTS, connect
 from ..net.errors import NoPresentationContext
-from ..dimse.transcode import why_not
-from ..uids import EXPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED_TRANSFER_SYNTAXES, is_uncompressed
+from ..uids import EXPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED_TRANSFER_SYNTAXES
 from .common import (
     EXIT_FAILURE_STATUS,
     EXIT_OK,
@@ -105,8 +105,7 @@ def batches(items: list[Item]) -> list[tuple[list[tuple[str, tuple[str, ...]]], 
         key = (item.sop_class, item.transfer_syntax)
         if key not in seen:
             proposals = [(item.sop_class, (item.transfer_syntax,))]
-            decodable = why_not(item.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN) is None
-            if is_uncompressed(item.transfer_syntax) or decodable:
+            if why_not(item.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN) is None:  # uncompressed, or decodable
                 others = tuple(ts for ts in UNCOMPRESSED_TRANSFER_SYNTAXES if ts != item.transfer_syntax)
                 proposals.append((item.sop_class, others))
             if not out or len(out[-1][0]) + len(proposals) > MAX_CONTEXTS:

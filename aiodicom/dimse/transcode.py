@@ -61,7 +61,7 @@ def why_not(source: str, target: str) -> str | None:
     if source in NATIVE and target in NATIVE:
         return None
     if target not in NATIVE and target not in LOSSLESS_TARGETS:
-        return f"the router does not produce {uid_label(target)} (only native and lossless syntaxes)"
+        return f"aiodicom does not produce {uid_label(target)} (only native and lossless syntaxes)"
     if source not in NATIVE and not _decoder_available(source):
         return f"no decoder for {uid_label(source)} is installed ({EXTRA_HINT})"
     if target in LOSSLESS_TARGETS and not _encoder_available(target):

@@ -17,7 +17,6 @@ import anyio
 
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
-from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..dimse.messages import (
     CEchoRQ,
     CStoreRQ,
@@ -30,6 +29,7 @@ from ..dimse.messages import (
     Request,
     Response,
 )
+from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..log import get_logger
 from ..uids import (

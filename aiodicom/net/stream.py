@@ -156,23 +156,12 @@ class FastStream:
             p.transport.resume_reading()
         return chunk
 
-    async def send(self, data: bytes) -> None:
-        p = self._p
-        if self._closed or p.transport is None or p.transport.is_closing():
-            raise anyio.BrokenResourceError(p.error) if p.error else anyio.ClosedResourceError()
-        p.transport.write(data)
-        await self._after_write()
-
     async def send_buffers(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         """Write the buffers in order, one vectored write where the transport can (uvloop: writev)."""
         p = self._p
         if self._closed or p.transport is None or p.transport.is_closing():
             raise anyio.BrokenResourceError(p.error) if p.error else anyio.ClosedResourceError()
         p.transport.writelines(buffers)
-        await self._after_write()
-
-    async def _after_write(self) -> None:
-        p = self._p
         if p.writing_paused:  # the transport's buffer is over its high-water mark: wait for it to drain
             self._send_streak = 0
             waiter = asyncio.get_running_loop().create_future()

@@ -146,11 +146,7 @@ class UpperLayer:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the transport (PDUs the caller sent and the ones the machine queued)."""
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        return b"".join(self.buffers_to_send())
 
     def buffers_to_send(self) -> list[bytes | bytearray | memoryview]:
         """The same as `data_to_send`, as the buffers queued (PDU headers and views of the payloads) for a

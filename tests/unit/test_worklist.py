@@ -322,16 +322,16 @@ async def test_the_watcher_task_picks_up_a_new_file_while_serving(tmp_path):
         tg.cancel_scope.cancel()
 
 
-def test_worklist_add_warns_of_a_step_id_another_item_already_has(tmp_path, capsys):
-    from aiodicom.cli.main import main
+def test_worklist_add_warns_of_a_step_id_another_item_already_has(tmp_path):
+    from tests.peers import aiodicom  # a process of its own: the CLI configures logging for the whole process
 
     storage = str(tmp_path / "archive")
     first = write(item("SPS-0042"), tmp_path / "first.wl")
-    same_step_again = first
     other = write(item("SPS-0042"), tmp_path / "other.wl")  # another study, same step ID
-    assert main(["worklist", "add", "--storage", storage, str(first)]) == 0
-    assert main(["worklist", "add", "--storage", storage, str(same_step_again)]) == 0  # replaced: no warning
-    assert "already in the worklist" not in capsys.readouterr().err
-    assert main(["worklist", "add", "--storage", storage, str(other)]) == 0
-    err = capsys.readouterr().err
-    assert f"{other}: warning: Scheduled Procedure Step ID SPS-0042 is already in the worklist (from api)" in err
+    done = aiodicom("worklist", "add", "--storage", storage, str(first))
+    assert done.returncode == 0, done.stderr
+    done = aiodicom("worklist", "add", "--storage", storage, str(first))  # the same step again: replaced
+    assert done.returncode == 0 and "already in the worklist" not in done.stderr, done.stderr
+    done = aiodicom("worklist", "add", "--storage", storage, str(other))
+    assert done.returncode == 0, done.stderr
+    assert f"{other}: warning: Scheduled Procedure Step ID SPS-0042 is already in the worklist (from api)" in done.stderr
