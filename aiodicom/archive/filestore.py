@@ -54,6 +54,7 @@ from aiodicom.archive.peek import (
 )
 from aiodicom.archive.uid import is_valid_uid, validate_uid
 from aiodicom.implementation import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from aiodicom.net.budget import MemoryBudget
 
 INCOMING: Final = ".incoming"
 _PART: Final = ".part"
@@ -111,6 +112,7 @@ class FileStore:
         data_sync: DataSync = DataSync.FDATASYNC,
         workers: int = 16,
         index_tags: frozenset[int] = INDEX_TAGS,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.root = Path(root).absolute()
         self.incoming = self.root / INCOMING
@@ -127,7 +129,8 @@ class FileStore:
         self._tags = frozenset(index_tags) | _FILING_TAGS
         self.limiter = anyio.CapacityLimiter(workers)
         self._committer = GroupCommitter(sync=sync, data_sync=data_sync, limiter=self.limiter)
-        self._writer = SpillWriter()  # appends spilled fragments off the event loop
+        self.budget = budget  # heads and the writer's queue count against it; without room, to disk at once
+        self._writer = SpillWriter(budget=budget)  # appends spilled fragments off the event loop
         self._session = ""
         self._incoming_prefix = ""
         self._lock_fd = -1
@@ -356,9 +359,14 @@ class IncomingInstance:
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
-        room = HEAD_SIZE - len(self._head)
+        head = len(self._head)
+        room = HEAD_SIZE - head if head == self._size else 0  # the head is the data set's start, or stops growing
         if room > 0:
-            self._head += view[:room]
+            budget = self._store.budget
+            if budget is not None and not budget.try_hold(min(room, len(view))):
+                room = 0  # no memory to spare: the file gets this fragment now, and commit reads back
+            else:
+                self._head += view[:room]
         try:
             if self._spill is not None:
                 self._store._writer.write(self._spill, self.dataset_offset + self._size, view)
@@ -407,8 +415,10 @@ class IncomingInstance:
                     self._fd = job.fd  # the committer may have written an in-memory instance out
                 self._discard()
             self._fd, self._state = -1, _DONE
+            self._drop_head()
             raise
-        self._fd, self._state, self._head = -1, _DONE, bytearray()
+        self._fd, self._state = -1, _DONE
+        self._drop_head()
         if placement is Placement.EXISTED:
             if store.duplicates is DuplicatePolicy.REJECT:
                 raise DuplicateInstance(f"SOP Instance {self.sop_instance_uid} is already stored at {final}")
@@ -439,9 +449,15 @@ class IncomingInstance:
             self._discard()
 
     # -- internals ---------------------------------------------------------------------------------
+    def _drop_head(self) -> None:
+        if self._head:
+            if self._store.budget is not None:
+                self._store.budget.release(len(self._head))
+            self._head = bytearray()
+
     def _discard(self) -> None:
         self._state = _DONE
-        self._head = bytearray()
+        self._drop_head()
         if self._spill is not None and self._spill.fd == self._fd:
             self._store._writer.close(self._spill, self._temp)  # after its queued writes, if any
         elif self._fd >= 0:

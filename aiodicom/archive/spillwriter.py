@@ -5,7 +5,8 @@ copy): done on the event loop, a quarter of a router's loop time, and time a sin
 receiving waits for. Here the loop hands each fragment over (a view of the received PDU, no copy)
 and goes on receiving while one thread pwrite()s it at its offset. Offsets make the order of writes
 irrelevant, so when the thread is behind by more than `max_pending` bytes the loop writes inline
-instead: memory stays bounded and the loop never waits.
+instead: memory stays bounded and the loop never waits. With a process's MemoryBudget the same happens
+whenever a fragment would not fit in it.
 
 A file's writes must be done before it is synced, read back, renamed or closed: `drain()` waits for
 a barrier queued behind them (the thread works in order), and `close()` of a file with writes still
@@ -20,6 +21,8 @@ import os
 import queue
 import threading
 from typing import Any, Final
+
+from aiodicom.net.budget import MemoryBudget
 
 MAX_PENDING: Final = 64 << 20  # bytes handed over and not written yet, beyond which the loop writes itself
 _WRITE, _WAKE, _CLOSE, _SET = "write", "wake", "close", "set"  # what a queued item asks the thread to do
@@ -57,8 +60,11 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 class SpillWriter:
-    def __init__(self, *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, *, max_pending: int = MAX_PENDING, budget: MemoryBudget | None = None) -> None:
         self.max_pending = max_pending
+        self.budget = budget
+        if budget is not None:
+            budget.count_outside(lambda: self._handed - self._written)
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._handed = 0  # bytes handed over (loop)
@@ -68,7 +74,8 @@ class SpillWriter:
         """Write `data` at `offset`, now or soon. Raises the OSError of an earlier failed write."""
         if file.error is not None:
             raise file.error
-        if self._handed - self._written > self.max_pending:
+        if self._handed - self._written > self.max_pending or \
+                (self.budget is not None and not self.budget.room_for(len(data))):
             pwrite_all(file.fd, data, offset)  # the thread is behind: do it here rather than queue more
             return
         if not isinstance(data.obj, bytes):  # a mutable buffer might change before the thread gets to it

@@ -18,7 +18,9 @@ from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
 from ..archive.rebuild import rebuild_index, storage_files
 from ..archive.workflow_db import WorkflowDb
+from ..load.workload import WorkloadError, parse_size
 from ..log import get_logger
+from ..net.budget import MemoryBudget
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
 from ..net.transport import server_ssl_context
@@ -48,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-associations-per-aet", type=int, metavar="N")
     p.add_argument("--max-pdu", type=int, default=262_144, help="largest PDU we accept (default 262144)")
     p.add_argument("--max-dataset-size", type=int, metavar="BYTES", help="refuse larger data sets with 0xA700")
+    p.add_argument("--memory-budget", type=budget_size, default=DEFAULT_BUDGET, metavar="SIZE",
+                   help="bytes of received data held in memory at once, all associations together (e.g. 64M; "
+                        "default 256M): beyond it instances go straight to disk and sockets are read slower")
     p.add_argument("--max-operations", type=int, default=16,
                    help="asynchronous operations window we perform per association (default 16)")
     p.add_argument("--acse-timeout", type=float, default=10.0,
@@ -125,6 +130,19 @@ def password_authenticator(users: dict[str, str]):
     return authenticate
 
 
+DEFAULT_BUDGET = 256 << 20
+
+
+def budget_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except WorkloadError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is below the smallest memory budget, 1M")
+    return size
+
+
 def index_record(stored: StoredInstance) -> IndexRecord:
     return IndexRecord(path=stored.path, size=stored.size, transfer_syntax=stored.transfer_syntax,
                        sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid,
@@ -176,7 +194,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
         dimse_timeout=args.dimse_timeout, idle_timeout=args.idle_timeout, max_operations=args.max_operations,
         max_dataset_size=args.max_dataset_size, ssl_context=ssl_context,
         authenticator=password_authenticator(load_users(args.users)) if getattr(args, "users", None) else None,
-        reuse_port=several,
+        reuse_port=several, memory_budget=store.budget,
     )
     return Server(config, dispatcher)
 
@@ -195,7 +213,8 @@ async def main(args: argparse.Namespace) -> int:
     if args.worker and not die_with_parent():
         return fail("the process that started this worker has ended", EXIT_USAGE)
     root = Path(args.storage)
-    store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates))
+    budget = MemoryBudget(args.memory_budget)
+    store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates), budget=budget)
     workers: list[subprocess.Popen] = []
     try:
         if not args.worker and not (root / INDEX_FILENAME).exists() and any(storage_files(root)):
@@ -213,7 +232,8 @@ async def main(args: argparse.Namespace) -> int:
         async with await SqliteIndex.open(root) as index, await WorkflowDb.open(root) as workflow:
             background: list = []
             server = build(args, store, index, workflow, background)
-            log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates)
+            log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates,
+                     memory_budget=budget.limit)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, server)
                 for task in background:  # started before we listen: e.g. the worklist folder is indexed
@@ -227,7 +247,8 @@ async def main(args: argparse.Namespace) -> int:
         with anyio.CancelScope(shield=True):
             await stop_workers(workers, log)
         store.close()
-    log.info("stopped")
+    # how often the budget sent instances to disk at once or held connections back: a sign to raise it
+    log.info("stopped", memory_budget_refusals=budget.refusals, memory_budget_pauses=budget.pauses)
     return EXIT_OK
 
 

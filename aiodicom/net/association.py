@@ -209,6 +209,7 @@ class Association:
             await self._flush()
             if chunk == b"":
                 break
+            chunk = events = None  # type: ignore[assignment]  # waiting, keep no read alive (up to 256 KiB)
 
     def _deadline(self) -> float:
         deadline = self.ul.timer_deadline() or math.inf

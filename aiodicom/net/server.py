@@ -26,8 +26,9 @@ from ..ul.machine import Role, UlConfig
 from ..ul.negotiation import AcceptorPolicy, accept, check_association
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ, UserIdentityRQ
 from .association import Association
+from .budget import MemoryBudget
 from .dispatch import Dispatcher
-from .stream import FastStream
+from .stream import FastStream, StreamProtocol
 from .transport import raise_open_file_limit, start_server
 
 # An authenticator sees the user identity sub-item (PS3.7 D.3.3.7) and the association; it returns
@@ -52,6 +53,7 @@ class ServerConfig:
     max_dataset_size: int | None = None
     spool_memory_limit: int = 4 << 20
     spool_dir: str | None = None
+    memory_budget: MemoryBudget | None = None  # shared with the FileStore: received bytes count against it
     ssl_context: ssl.SSLContext | None = None
     authenticator: Authenticator | None = None
     reuse_port: bool = False
@@ -98,7 +100,7 @@ class Server:
         self._policy = self.policy()
         async with anyio.create_task_group() as tg:
             # a sync callback in the loop: each connection gets its own task in this task group
-            listener = await start_server(lambda protocol: tg.start_soon(self._connection, FastStream(protocol)),
+            listener = await start_server(lambda protocol: tg.start_soon(self._connection, self._stream(protocol)),
                                           c.host, c.port, ssl_context=c.ssl_context, handshake_timeout=c.ul.artim,
                                           reuse_port=c.reuse_port)
             try:
@@ -114,6 +116,12 @@ class Server:
                 tg.cancel_scope.cancel()
             finally:
                 listener.close()
+
+    def _stream(self, protocol: StreamProtocol) -> FastStream:
+        budget = protocol.budget = self.config.memory_budget
+        if budget is not None:
+            budget.add_reader(protocol)
+        return FastStream(protocol)
 
     def shutdown(self) -> None:
         """Stop listening and end every association (their tasks are cancelled; each sends A-ABORT)."""

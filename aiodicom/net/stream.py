@@ -17,6 +17,8 @@ from typing import Any
 
 import anyio
 
+from .budget import MemoryBudget
+
 _HIGH_WATER = 4 << 20  # bytes queued unread before we stop reading the socket (TCP backpressure)
 _YIELD_EVERY = 16  # consecutive immediate receives before letting other tasks run
 
@@ -36,7 +38,10 @@ class StreamProtocol(asyncio.Protocol):
         self.buffered = 0
         self.eof = False
         self.error: BaseException | None = None
-        self.reading_paused = False
+        self.reading_paused = False  # for any of the two reasons below
+        self.over_high_water = False  # this connection's own unread data passed _HIGH_WATER
+        self.budget: MemoryBudget | None = None  # the process's, set by a server before any data arrives
+        self.waiting_for_budget = False
         self.writing_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -57,10 +62,42 @@ class StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
         self.buffered += len(data)
-        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport is not None:
+        if self.buffered > _HIGH_WATER:
+            self.over_high_water = True
+            self._pause()
+        if self.budget is not None:
+            self.budget.take(len(data))
+        self._wake_reader()
+
+    def _pause(self) -> None:
+        if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
-        self._wake_reader()
+
+    def _resume_if_free(self) -> None:
+        if self.reading_paused and not self.over_high_water and not self.waiting_for_budget \
+                and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def stop_for_budget(self) -> None:
+        """Called by the budget when it is spent."""
+        self.waiting_for_budget = True
+        self._pause()
+
+    def resume_for_budget(self) -> None:
+        """Called by the budget once there is room again."""
+        self.waiting_for_budget = False
+        self._resume_if_free()
+
+    def consumed(self, n: int) -> None:
+        """`n` bytes left the unread chunks (taken by the reader, or dropped with the connection)."""
+        self.buffered -= n
+        if self.budget is not None:
+            self.budget.give(n)
+        if self.over_high_water and self.buffered < _HIGH_WATER // 2:
+            self.over_high_water = False
+            self._resume_if_free()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -69,6 +106,8 @@ class StreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
+        if self.budget is not None:
+            self.budget.forget(self)
         if exc is not None:
             self.error = exc
         self._wake_reader()
@@ -150,10 +189,7 @@ class FastStream:
         if len(chunk) > max_bytes:
             p.chunks.insert(0, chunk[max_bytes:])
             chunk = chunk[:max_bytes]
-        p.buffered -= len(chunk)
-        if p.reading_paused and p.buffered < _HIGH_WATER // 2 and p.transport is not None:
-            p.reading_paused = False
-            p.transport.resume_reading()
+        p.consumed(len(chunk))
         return chunk
 
     async def send_buffers(self, buffers: list[bytes | bytearray | memoryview]) -> None:
@@ -176,11 +212,17 @@ class FastStream:
                 await asyncio.sleep(0)
 
     def close(self) -> None:
-        """Close the transport (queued data is still written out by the transport)."""
+        """Close the transport (queued data is still written out by the transport); unread data is dropped."""
         if not self._closed:
             self._closed = True
-            if self._p.transport is not None:
-                self._p.transport.close()
+            p = self._p
+            if p.transport is not None:
+                p.transport.close()
+            if p.budget is not None:
+                p.budget.forget(p)
+            p.waiting_for_budget = p.over_high_water = False
+            p.chunks.clear()
+            p.consumed(p.buffered)
 
     async def aclose(self) -> None:
         self.close()

@@ -125,6 +125,11 @@ class UpperLayer:
                 events += self._protocol_error(exc)
                 break
             events += self._fire(_PDU_EVENT[type(pdu)], pdu)
+        chunks = self._chunks
+        if len(chunks) == 1 and len(chunks[0].obj) > 2 * len(chunks[0]):  # type: ignore[arg-type]
+            # a PDU's start at the end of a large read: copy it, so that waiting for its rest does not
+            # keep the whole read alive (up to 256 KiB per association, more than --max-pdu allows for)
+            chunks[0] = memoryview(bytes(chunks[0]))
         return events
 
     def timer_deadline(self) -> float | None:
