@@ -7,6 +7,7 @@ import contextlib
 import resource
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 from .stream import FastStream, StreamProtocol, open_stream
 
@@ -39,16 +40,38 @@ async def start_server(on_connect: Callable[[StreamProtocol], None], host: str, 
         factory, host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port or None, **kwargs)
 
 
+NR_OPEN_FALLBACK = 1 << 20  # Linux's default fs.nr_open, for systems that do not tell us theirs
+
+
+def open_file_limits(soft: int, hard: int, nr_open: int) -> tuple[int, int]:
+    """The (soft, hard) RLIMIT_NOFILE to set: the soft limit raised to the hard limit, or to `nr_open` (the most
+    descriptors the kernel gives one process) when the hard limit is unlimited; never lowered. The hard limit
+    stays as it is: lowering it could not be undone by this process."""
+    if soft == resource.RLIM_INFINITY:
+        return soft, hard
+    return max(soft, nr_open if hard == resource.RLIM_INFINITY else hard), hard
+
+
+def kernel_nr_open() -> int:
+    """Linux's fs.nr_open (the ceiling of any process's open-file limit); a common default elsewhere."""
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return NR_OPEN_FALLBACK
+
+
 def raise_open_file_limit() -> tuple[int, int]:
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit (each association is one descriptor)."""
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (each association is one descriptor); the hard limit
+    stays as it is. Returns (soft limit now, the most it could be: the hard limit, or fs.nr_open when that is
+    unlimited)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
+    nr_open = kernel_nr_open()
+    wanted = open_file_limits(soft, hard, nr_open)
+    if wanted != (soft, hard):
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft, hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, wanted)
+            soft = wanted[0]
+    return soft, (nr_open if hard == resource.RLIM_INFINITY else hard)
 
 
 def server_ssl_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:

@@ -1,11 +1,15 @@
 """`aiodicom load` against `aiodicom serve`, DCMTK storescp and a pynetdicom SCP that fails every store: counts,
 statuses, error kinds, report fields, `--json`; and the pieces it is built from (mix, UID stamping, histogram).
+The timeout and aborted kinds come from a real server that hangs (SIGSTOP) or dies (SIGKILL) under the load.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,18 @@ from pydicom import dcmread
 from aiodicom.dimse.dataset import EncodedDataset
 from aiodicom.load.stats import ErrorKind, Histogram
 from aiodicom.load.workload import Mix, Stamper, Template, UidSource, WorkloadError, parse_size, synthetic_dataset
-from tests.peers import HOST, aiodicom, aiodicom_serve, dcmtk_storescp, free_port, pynetdicom_scp
+from tests.dicomdata import BUNDLED, bundled_instance, read_part10
+from tests.peers import (
+    HOST,
+    aiodicom,
+    aiodicom_argv,
+    aiodicom_serve,
+    base_env,
+    dcmtk_storescp,
+    free_port,
+    pynetdicom_scp,
+    wait_until,
+)
 
 KINDS = {k.value for k in ErrorKind}
 REPORT_KEYS = {"operations", "ok", "errors", "ops_per_s", "mb_per_s", "bytes", "latency_ms", "errors_by_kind",
@@ -122,6 +137,106 @@ def test_hold_reports_every_association_and_the_server_memory(tmp_path: Path) ->
     assert r["established"] == 60 and r["failed"] == 0 and not r["release_errors"]
     assert r["echo"]["ok"] >= 60 and r["echo"]["errors"] == 0
     assert r["server"]["rss_kb_held"] >= r["server"]["rss_kb_before"] > 0
+
+
+@pytest.mark.interop
+def test_store_from_a_folder_sends_each_file_again_as_a_new_instance(tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    names = ("bundled-explicit-le-ct", "bundled-implicit-le-mr", "bundled-j2k-lossless")
+    sources = [bundled_instance(spec, folder) for spec in BUNDLED if spec.name in names]
+    (folder / "notes.txt").write_text("not DICOM: skipped")
+    by_class = {src.sop_class_uid: src for src in sources}
+    assert len(by_class) == len(names)
+    with aiodicom_serve(tmp_path / "serve") as server:
+        done, r = load(server.port, "--op", "store", "--files", str(folder), "--count", "6", "-c", "2")
+        files = stored_instances(server.storage)
+    assert done.returncode == 0, done.stderr
+    assert (r["operations"], r["ok"], r["statuses"]) == (6, 6, {"0x0000": 6})
+    assert len(files) == 6
+    stored = [dcmread(p) for p in files]
+    # each file twice (the files are sent in turn), in its own transfer syntax, with its own pixels, but as a
+    # new instance every time
+    assert Counter((str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in stored) == \
+        {(src.sop_class_uid, src.transfer_syntax): 2 for src in sources}
+    for ds in stored:
+        assert ds.PixelData == dcmread(by_class[ds.SOPClassUID].path).PixelData
+    uids = {str(ds.SOPInstanceUID) for ds in stored}
+    assert len(uids) == 6 and not uids & {src.sop_instance_uid for src in sources}
+    assert r["bytes"] == sum(len(read_part10(p).dataset) for p in files)  # what was sent is what was stored
+
+
+@pytest.mark.interop
+def test_per_operation_association_opens_one_association_per_store(tmp_path: Path) -> None:
+    with aiodicom_serve(tmp_path) as server:
+        done, r = load(server.port, "--op", "store", "--size", "4k", "--per-operation-association", "--count", "6",
+                       "-c", "2")
+        files = stored_instances(server.storage)
+    assert done.returncode == 0, done.stderr
+    assert r["plan"]["association"] == "per operation"
+    assert (r["ok"], r["statuses"], r["associations"]["opened"]) == (6, {"0x0000": 6}, 6)
+    assert len(files) == 6
+
+
+@pytest.mark.interop
+def test_open_loop_issues_the_operations_due_in_the_duration_or_the_count(tmp_path: Path) -> None:
+    with aiodicom_serve(tmp_path) as server:
+        # open loop: operation i is due at i / rate, and one is issued while its due time is inside the
+        # duration, however fast the server answers: 40/s over 0.5 s is operations 0..19
+        human = aiodicom("load", HOST, str(server.port), "--aec", "AIODICOM", "--op", "echo", "--rate", "40",
+                         "--duration", "0.5", "--no-progress", timeout=120)
+        done, r = load(server.port, "--op", "store", "--size", "4k", "--rate", "50", "--count", "15", "-c", "2")
+        files = stored_instances(server.storage)
+    assert human.returncode == 0, human.stderr
+    text = " ".join(human.stdout.split())  # the table's title may wrap
+    assert "open loop at 40/s" in text and "20 operations in" in text and "0x0000 ×20" in text
+    assert done.returncode == 0, done.stderr
+    assert (r["plan"]["loop"], r["plan"]["rate"]) == ("open", 50)
+    assert (r["operations"], r["ok"], r["statuses"]) == (15, 15, {"0x0000": 15})
+    assert len(files) == 15
+
+
+@pytest.mark.interop
+def test_a_server_killed_under_load_gives_aborted_then_refused(tmp_path: Path) -> None:
+    with aiodicom_serve(tmp_path) as server:
+        argv = aiodicom_argv("load", HOST, str(server.port), "--aec", "AIODICOM", "--op", "store", "--size", "4k",
+                             "--rate", "100", "--count", "150", "-c", "2", "--json", "--no-progress")
+        client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env(),
+                                  stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(stored_instances(server.storage)) >= 10 or client.poll() is not None,
+                       what="ten instances stored")
+            assert client.poll() is None, "the load ended before the server was killed: the test proves nothing"
+            server.kill9()
+            out, err = client.communicate(timeout=120)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        stored = len(stored_instances(server.storage))
+    r = json.loads(out)
+    kinds = r["errors_by_kind"]
+    assert client.returncode == 3, err
+    # each worker's association breaks under it once (the store on it fails: aborted); every association it
+    # tries to open after that finds nobody listening (refused)
+    assert r["associations"]["opened"] == 2 and kinds["aborted"] == 2
+    assert kinds["refused"] > 0 and r["ok"] >= 10
+    assert r["ok"] + kinds["aborted"] + kinds["refused"] == r["operations"] == 150
+    assert stored >= r["ok"]  # Success only after fsync: every acknowledged instance survived the kill
+
+
+@pytest.mark.interop
+def test_a_server_that_hangs_gives_timeout(tmp_path: Path) -> None:
+    with aiodicom_serve(tmp_path) as server:
+        os.kill(server.proc.pid, signal.SIGSTOP)  # the kernel still accepts connections; nobody answers them
+        try:
+            done, r = load(server.port, "--op", "echo", "--per-operation-association", "--count", "2", "-c", "2",
+                           "--timeout", "1")
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+    assert done.returncode == 3
+    assert r["errors_by_kind"]["timeout"] == 2 and r["ok"] == 0
+    assert any("timeout" in text for text in r["error_examples"])
 
 
 # ---- against DCMTK storescp ---------------------------------------------------------------------------------------
