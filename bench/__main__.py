@@ -42,7 +42,7 @@ def plan(bench: Bench, only: tuple[str, ...]) -> list[tuple[str, Callable[[int],
         steps.append(("associations", lambda rep: scn_assoc.associations_per_second(bench, rep)))
     if "hold" in only:
         scn_assoc.hold_ratios(bench)
-        steps.append(("hold", lambda rep: scn_assoc.hold(bench, rep)))
+        steps.append(("hold", lambda rep: (scn_assoc.hold(bench, rep), scn_assoc.storing_at_once(bench, rep))))
     if "find" in only:
         find_data = scn_find.FindData(bench)
         scn_find.find_ratios(bench, find_data)

@@ -1,5 +1,6 @@
 """Association scenarios: how many associate + C-ECHO + release cycles a server takes per second (one and four
-clients, with the server's CPU per association), and what holding many idle associations costs it.
+clients, with the server's CPU per association), what holding many idle associations costs it, and how much
+memory 1,000 associations storing at once take under a small --memory-budget.
 
 The client is `aiodicom load --op echo --per-operation-association` (its lean pre-encoded cycle), the same
 for every server; `--server-pid` makes it read the server's CPU from /proc.
@@ -120,6 +121,50 @@ def hold(bench: Bench, rep: int) -> None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
+STORING_BUDGET = 4 << 20
+STORING_PDU = 16_384
+STORING_PER_ASSOCIATION = 2 * STORING_PDU + (64 << 10)  # a PDU in assembly and the association's own objects
+
+
+def storing_count(bench: Bench) -> int:
+    return 200 if bench.quick else 1_000
+
+
+def storing_case(bench: Bench) -> str:
+    return f"{storing_count(bench):,} storing at once, 256 KB, 4 MiB budget"
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def storing_at_once(bench: Bench, rep: int) -> None:
+    """`load -c N --op store` into serve with a 4 MiB budget: peak RSS growth, and that every store succeeded."""
+    n, case, scenario = storing_count(bench), storing_case(bench), "hold"
+    workdir = bench.folder("runs", "storing", f"{n}-{rep}")
+    try:
+        with peers.aiodicom_serve(workdir, "--memory-budget", str(STORING_BUDGET), "--max-pdu", str(STORING_PDU),
+                                  sync=False) as server:
+            before = _kib(server.pid, "VmRSS")
+            seconds, done = timed(aiodicom_cli("load", peers.HOST, str(server.port), "--aec", server.aet, "--op",
+                                               "store", "--size", "256k", "-c", str(n), "--count", str(2 * n),
+                                               "--json", "--no-progress", "--timeout", "120"), timeout=1200)
+            growth = (_kib(server.pid, "VmHWM") - before) / 1024
+            report = load_json(done)
+        bench.record(scenario, case, AIODICOM, "MiB peak RSS growth", round(growth, 1), transferred=int(report["ok"]),
+                     expected=2 * n, stores_per_s=round(report["ops_per_s"], 1))
+        if report["errors"]:
+            bench.measure(scenario, case, AIODICOM, "MiB peak RSS growth").errors.append(
+                f"{report['errors']} failed: {report['errors_by_kind']}")
+    except Exception as exc:
+        bench.fail(scenario, case, AIODICOM, "MiB peak RSS growth", f"{type(exc).__name__}: {exc}", expected=2 * n)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def hold_ratios(bench: Bench) -> None:
     n = max(hold_counts(bench)[AIODICOM])
     case = f"{n:,} held"
@@ -130,6 +175,10 @@ def hold_ratios(bench: Bench) -> None:
         Ratio(f"echo p99 while {n:,} held (ms, < 50)", "hold", f"{case}: echo p99", AIODICOM, None, 50.0,
               at_most=True),
     ]
+    n = storing_count(bench)
+    bound = (STORING_BUDGET + n * STORING_PER_ASSOCIATION) / (1 << 20)
+    bench.ratios.append(Ratio(f"peak RSS growth, {n:,} storing at once (MiB, ≤ budget + 96 KiB each = {bound:.0f})",
+                              "hold", storing_case(bench), AIODICOM, None, bound, at_most=True))
     p = max(hold_counts(bench)[PYNETDICOM])
     bench.ratios.append(Ratio(f"RSS per association: pynetdicom / aiodicom ({p} held)", "hold", f"{p:,} held",
                               PYNETDICOM, AIODICOM, 1.0, denominator_case=case))
