@@ -17,9 +17,10 @@ from pathlib import Path
 
 import anyio
 
-from ..route.config import ConfigError, RouterConfig, load_config
+from ..route.config import ConfigError, Mode, RouterConfig, load_config
 from ..route.queue import Spool, SpoolBusy
 from ..route.router import Router
+from ..route.rules import Action, Rule
 from ..route.status import (
     dead_letters,
     destinations_in,
@@ -27,6 +28,7 @@ from ..route.status import (
     read_status,
     retry_dead_letters,
 )
+from ..route.tls import TlsFileError
 from .common import (
     EXIT_FAILURE_STATUS,
     EXIT_OK,
@@ -108,6 +110,8 @@ async def main(args: argparse.Namespace) -> int:
         cause = _single(exc)
         if isinstance(cause, SpoolBusy):
             return fail(str(cause), EXIT_USAGE)
+        if isinstance(cause, TlsFileError):  # changed since the configuration was checked at start
+            return fail(f"{args.config}: {cause}", EXIT_USAGE)
         if isinstance(cause, OSError):
             return fail(f"cannot start: {cause}", EXIT_FAILURE_STATUS)
         raise
@@ -146,9 +150,37 @@ def _check(path: str) -> int:
     assert rules is not None
     print(f"{path}: valid: {len(config.listeners)} listener(s), {len(config.destinations)} destination(s), "
           f"{len(rules.rules)} rule(s); spool {config.spool}")
+    print(f"{path}: default: {_default_text(rules.default)}")
     if not config.listeners:
         print(f"{path}: warning: no [[listener]]: the router would only drain its queues", file=sys.stderr)
+    _check_workers(path, config)
     return EXIT_OK
+
+
+def _check_workers(path: str, config: RouterConfig) -> None:
+    """How processes share a destination with fewer associations than there are processes."""
+    n = config.workers
+    few = {name: d.max_associations for name, d in config.destinations.items() if d.max_associations < n}
+    for name, limit in few.items():
+        who = "the first process delivers" if limit == 1 else f"the first {limit} processes deliver"
+        print(f"{path}: destination {name}: max_associations = {limit} < workers = {n}: only {who} to it; the "
+              f"others hand their instances over through the spool")
+    if few and any(li.mode is Mode.PROXY for li in config.listeners):
+        listed = ", ".join(f"{name} (max_associations = {limit})" for name, limit in few.items())
+        print(f"{path}: warning: proxy mode with workers = {n}: each process forwards over its own associations, "
+              f"so {listed} may get up to {n} at once", file=sys.stderr)
+
+
+def _default_text(default: Rule) -> str:
+    """What an instance no rule matches gets, in words."""
+    if default.action is Action.UNROUTED:
+        return ("not set: an instance no rule matches is refused (0xA700 Refused: Out of Resources) and stays with "
+                "its sender; set [router].default to forward, \"drop\" or \"reject\" such instances")
+    if default.action is Action.DROP:
+        return "drop (Success, then discarded)"
+    if default.action is Action.REJECT:
+        return "reject (0x0124 Refused: Not Authorized)"
+    return f"forward to {', '.join(default.destinations)}" + (" (morphed)" if default.morph else "")
 
 
 def _spool_of(args: argparse.Namespace) -> tuple[Path, list[str]] | int:

@@ -23,6 +23,7 @@ from typing import Any, Final
 from ..archive.uid import is_valid_ae_title
 from .names import transfer_syntax_uid
 from .rules import RuleSet, compile_rules
+from .tls import TlsFileError, client_context, server_context
 
 DEFAULT_PORT: Final = 11112
 
@@ -230,7 +231,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
     if not isinstance(rules_raw, list):
         problems.append("rule: write each rule as a [[rule]] table")
         rules_raw = []
-    ruleset, rule_problems = compile_rules(rules_raw, "drop" if default is None else default, destinations)
+    ruleset, rule_problems = compile_rules(rules_raw, default, destinations)
     problems += rule_problems
     if workers > 1 and any(li.port == 0 for li in listeners):
         problems.append("router: workers > 1 needs a fixed port for every [[listener]] (each process binds it)")
@@ -281,9 +282,16 @@ def _server_tls(raw: Any, where: str, base: Path, problems: list[str]) -> Server
     if cert is None or key is None:
         r.problem("", "needs cert and key")
         return None
+    missing = False
     for p, name in ((cert, "cert"), (key, "key"), (ca, "ca")):
         if p is not None and not p.is_file():
             r.problem(name, f"no such file: {p}")
+            missing = True
+    if not missing:
+        try:  # as start-up will: a file that is there but does not load is found now
+            server_context(where, cert, key, ca)
+        except TlsFileError as exc:
+            problems += exc.problems
     return ServerTls(cert=cert, key=key, ca=ca)
 
 
@@ -300,11 +308,18 @@ def _client_tls(raw: Any, where: str, base: Path, problems: list[str]) -> Client
     tls = ClientTls(ca=r.path("ca", base), cert=r.path("cert", base), key=r.path("key", base),
                     verify=r.boolean("verify", True))
     r.finish()
-    if (tls.cert is None) != (tls.key is None):
+    usable = (tls.cert is None) == (tls.key is None)
+    if not usable:
         r.problem("", "cert and key go together")
     for p, name in ((tls.ca, "ca"), (tls.cert, "cert"), (tls.key, "key")):
         if p is not None and not p.is_file():
             r.problem(name, f"no such file: {p}")
+            usable = False
+    if usable:
+        try:  # as start-up will: a file that is there but does not load is found now
+            client_context(where, tls.ca, tls.cert, tls.key, tls.verify)
+        except TlsFileError as exc:
+            problems += exc.problems
     return tls
 
 

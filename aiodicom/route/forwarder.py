@@ -150,9 +150,9 @@ class Forwarder:
         """One delivery attempt of one entry, and what follows from its outcome."""
         name = entry.destination
         now = self.clock()
-        if now - entry.received > self.retry.max_age:
-            await self._dead(entry, f"not delivered within max_age ({self.retry.max_age:g} s); "
-                                    f"last error: {entry.last_error}")
+        if now - entry.queued_since() > self.retry.max_age:
+            last = f"; last error: {entry.last_error}" if entry.last_error else ""
+            await self._dead(entry, f"not delivered within max_age ({self.retry.max_age:g} s){last}")
             return
         path = self.spool.path(entry)
         try:
@@ -256,13 +256,13 @@ class Forwarder:
                        outcome="dead-letter", reason=reason, attempts=entry.attempts,
                        latency_ms=round((now - entry.received) * 1000, 1))
 
-    # -- dead letters handed back by `aiodicom route retry`
+    # -- dead letters handed back by `aiodicom route retry`, instances handed over by workers
     async def _watch_inboxes(self) -> None:
         while True:
             for name in self.destinations:
-                taken = await anyio.to_thread.run_sync(self.spool.take_inbox, name, limiter=self.limiter)
+                taken, retried = await anyio.to_thread.run_sync(self.spool.take_inbox, name, limiter=self.limiter)
                 for entry in taken:
                     self.queues[name].push(entry)
-                if taken:
-                    self.log.info("dead letters back in the queue", destination=name, count=len(taken))
+                if retried:
+                    self.log.info("dead letters back in the queue", destination=name, count=retried)
             await anyio.sleep(self.inbox_interval)

@@ -42,6 +42,7 @@ from .morph import Morph
 from .queue import DirSyncer, Entry, ReadyQueue, Spool, entry_name, new_name
 from .rules import Action, Decision, Delivery, RuleSet
 
+UNROUTED_COMMENT: Final = "no rule matches and no default action is configured"
 HEAD: Final = 65_536  # data set bytes the rules may look at before the commit
 _INFLATE_LIMIT: Final = 1 << 26  # a deflated data set is inflated at most this far to find rule attributes
 
@@ -172,16 +173,25 @@ class Intake:
         facts = Facts(calling_ae=assoc.calling_ae, called_ae=assoc.called_ae, peer=str(assoc.peer[0]),
                       sop_class_uid=sop_class_uid, transfer_syntax=transfer_syntax, attributes=attributes)
         decision = self.rules.route(facts)
-        if decision.action is not Action.FORWARD:
-            log = self.log.warning if decision.action is Action.REJECT else self.log.info
-            log("routed", sop_instance=sop_instance_uid, rule=",".join(decision.rules), destination=None,
-                outcome="rejected" if decision.action is Action.REJECT else "dropped", calling=assoc.calling_ae)
+        if decision.action is Action.DROP:
+            self.log.info("routed", sop_instance=sop_instance_uid, rule=",".join(decision.rules), destination=None,
+                          outcome="dropped", calling=assoc.calling_ae)
+        elif decision.action is not Action.FORWARD:
+            self.log.warning("routed", sop_instance=sop_instance_uid, rule=",".join(decision.rules), destination=None,
+                             outcome="rejected", calling=assoc.calling_ae, reason=self.answer(decision).error_comment)
         return decision
 
     @staticmethod
-    def refusal(decision: Decision) -> Result:
-        # PS3.7 C.5.x: Refused: Not Authorized, the closest general status to "policy says no"
-        return Result(status=st.NOT_AUTHORIZED, error_comment=f"refused by routing rule {decision.rules[-1]}")
+    def answer(decision: Decision) -> Result:
+        """The C-STORE response to an instance the rules send nowhere."""
+        if decision.action is Action.UNROUTED:
+            # PS3.4 B.2.3 Refused: Out of Resources: not taken, and transient (the configuration may be fixed),
+            # so the sender keeps the instance and may send it again
+            return Result(status=st.OUT_OF_RESOURCES, error_comment=UNROUTED_COMMENT)
+        if decision.action is Action.REJECT:
+            # PS3.7 C.5.x: Refused: Not Authorized, the closest general status to "policy says no"
+            return Result(status=st.NOT_AUTHORIZED, error_comment=f"refused by routing rule {decision.rules[-1]}")
+        return Result(status=st.SUCCESS)  # dropped: taken, and discarded as a rule says
 
     def template(self, req: ServiceRequest, stored: StoredInstance, name: str) -> Entry:
         return Entry(name=name, destination="", sop_instance_uid=stored.sop_instance_uid,
@@ -206,9 +216,11 @@ class Intake:
                                transfer_syntax=incoming.transfer_syntax, attributes=attributes)
         if decision.action is not Action.FORWARD:
             incoming.abort()  # nothing to keep: no commit, no fsync
-            return self.refusal(decision) if decision.action is Action.REJECT else Result(status=st.SUCCESS)
-        direct = next((d for d in decision.deliveries if d.morph is None), None)
-        if direct is None:  # only morphed copies go out: the original is kept in received/ meanwhile
+            return self.answer(decision)
+        # committed straight into a queue this process delivers from (another process moves what is in inbox/)
+        direct = next((d for d in decision.deliveries if d.morph is None and d.destination not in self.spool.hand_off),
+                      None)
+        if direct is None:  # only morphed or handed-over copies go out: the original waits in received/ meanwhile
             stored = await incoming.commit()
             return await self.enqueue(stored, req, decision)
         name = new_name()
@@ -228,9 +240,13 @@ class Intake:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.spool.remove, first, limiter=self.limiter)
             raise
-        for entry in entries:
-            self.queues[entry.destination].push(entry)
+        self._push(entries)
         return Result(status=st.SUCCESS)
+
+    def _push(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.destination not in self.spool.hand_off:  # the first process takes those from inbox/
+                self.queues[entry.destination].push(entry)
 
     async def enqueue(self, stored: StoredInstance, req: ServiceRequest, decision: Decision | None = None) -> Result:
         """Route a durable file in SPOOL/received into its queues (durably) and answer; the file is gone after."""
@@ -240,14 +256,13 @@ class Intake:
                                        sop_instance_uid=stored.sop_instance_uid,
                                        transfer_syntax=stored.transfer_syntax, attributes=stored.attributes)
             if decision.action is not Action.FORWARD:
-                return self.refusal(decision) if decision.action is Action.REJECT else Result(status=st.SUCCESS)
+                return self.answer(decision)
             template = self.template(req, stored, new_name())
             entries = await self._fan_out(stored.path, decision.deliveries, template)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_unlink, stored.path, limiter=self.limiter)
-        for entry in entries:
-            self.queues[entry.destination].push(entry)
+        self._push(entries)
         return Result(status=st.SUCCESS)
 
     async def _fan_out(self, source: Path, deliveries: tuple[Delivery, ...], template: Entry) -> list[Entry]:
@@ -257,7 +272,7 @@ class Intake:
             try:
                 async with anyio.create_task_group() as tg:
                     for dest in {e.destination for e in entries}:
-                        tg.start_soon(self.syncer.sync, str(self.spool.queue_dir(dest)))
+                        tg.start_soon(self.syncer.sync, str(self.spool.entry_dir(dest)))
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._remove_all, entries, limiter=self.limiter)
@@ -266,7 +281,7 @@ class Intake:
 
     def _remove_all(self, entries: list[Entry]) -> None:
         for entry in entries:
-            self.spool.remove(entry)
+            self.spool.discard(entry)
 
     def _place(self, source: Path, deliveries: tuple[Delivery, ...], template: Entry) -> list[Entry]:
         """Worker thread: every queue entry of one instance; all or none (then the error is raised)."""
@@ -299,13 +314,15 @@ class Intake:
         header = encode_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_instance,
                                   transfer_syntax=template.transfer_syntax, source_ae=template.calling_ae or None)
         made: list[Entry] = []
+        # linked from a file in a queue of this process: the first process may move one in inbox/ any time
+        group = sorted(group, key=lambda d: d.destination in self.spool.hand_off)
         for d in group:
             entry = _entry(template, d, sop_class_uid=sop_class, sop_instance_uid=sop_instance,
                            dataset_offset=len(header))
-            if not made:
+            if not made or made[0].destination in self.spool.hand_off:
                 self.spool.write_new((header, morphed.memory or morphed.read_bytes()), entry)
             else:
-                self.spool.link(self.spool.path(made[0]), entry)
+                self.spool.link(self.spool.new_path(made[0]), entry)
             made.append(entry)
         return made
 

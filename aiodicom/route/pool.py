@@ -21,13 +21,13 @@ import anyio
 
 from ..net.client import MAX_CONTEXTS, Client, connect
 from ..net.errors import AssociationError
-from ..net.transport import client_ssl_context
 from ..uids import (
     ALL_TRANSFER_SYNTAXES,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
 from .config import Destination
+from .tls import client_context
 
 FALLBACK_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
@@ -55,11 +55,11 @@ class Pooled:
 
 
 def destination_ssl(dest: Destination) -> ssl.SSLContext | None:
+    """TlsFileError, naming the file, when one cannot be loaded."""
     if dest.tls is None:
         return None
     t = dest.tls
-    return client_ssl_context(str(t.ca) if t.ca else None, str(t.cert) if t.cert else None,
-                              str(t.key) if t.key else None, verify=t.verify)
+    return client_context(f"destination.{dest.name}", t.ca, t.cert, t.key, t.verify)
 
 
 class DestinationPool:

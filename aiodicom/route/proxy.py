@@ -48,10 +48,8 @@ class Proxy:
         decision = self.intake.decide(req, sop_class_uid=msg.affected_sop_class_uid,
                                       sop_instance_uid=msg.affected_sop_instance_uid,
                                       transfer_syntax=payload.transfer_syntax, attributes=attributes)
-        if decision.action is Action.REJECT:
-            return self.intake.refusal(decision)
-        if decision.action is Action.DROP:
-            return Result(status=st.SUCCESS)
+        if decision.action is not Action.FORWARD:
+            return self.intake.answer(decision)
         results: list[Result] = [Result()] * len(decision.deliveries)
 
         async def one(i: int, delivery: Delivery) -> None:

@@ -22,6 +22,7 @@ at-least-once delivery allows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import heapq
@@ -90,6 +91,10 @@ class Entry:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
 
+    def queued_since(self) -> float:
+        """When it entered its queue: the time in its name (renewed by `route retry`); max_age counts from it."""
+        return name_time(self.name) or self.received
+
 
 _names = itertools.count()
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -134,6 +139,9 @@ class Spool:
         self.root = Path(root).absolute()
         self.sync = sync
         self._lock_fd = -1
+        # Destinations this process receives for but does not deliver to (a worker without a share of their
+        # associations): their new entries go to inbox/DEST, where the router's first process takes them.
+        self.hand_off: frozenset[str] = frozenset()
 
     # -- life cycle
     def open(self) -> None:
@@ -191,6 +199,13 @@ class Spool:
     def path(self, entry: Entry) -> Path:
         return self.queue_dir(entry.destination) / f"{entry.name}{_DCM}"
 
+    def entry_dir(self, destination: str) -> Path:
+        """Where a new entry is filed: its queue, or inbox/DEST when another process delivers to it."""
+        return self.inbox_dir(destination) if destination in self.hand_off else self.queue_dir(destination)
+
+    def new_path(self, entry: Entry) -> Path:
+        return self.entry_dir(entry.destination) / f"{entry.name}{_DCM}"
+
     def sweep_received(self) -> int:
         """Instances a crash caught between the spool and the queue: never acknowledged, so the sender
         still has them (it got no Success); drop them."""
@@ -211,8 +226,8 @@ class Spool:
     # -- entering the queue
     def link(self, source: Path, entry: Entry) -> None:
         """Add `source` (a durable file) to a queue as `entry`: a hard link, or a copy (synced when the
-        spool is) where the file system has none. Durable once `sync_queue(entry.destination)` returns."""
-        target = self.path(entry)
+        spool is) where the file system has none. Durable once its folder (`entry_dir`) is synced."""
+        target = self.new_path(entry)
         try:
             os.link(source, target)
         except OSError as exc:
@@ -223,7 +238,7 @@ class Spool:
 
     def write_new(self, data: Iterable[bytes | memoryview], entry: Entry) -> None:
         """Add a file made here (a morphed instance) to a queue: temp file, fsync, rename."""
-        final = self.path(entry)
+        final = self.new_path(entry)
         temp = final.with_name(f".{entry.name}.tmp")
         with open(temp, "wb") as f:
             f.writelines(data)
@@ -231,10 +246,6 @@ class Spool:
             if self.sync:
                 os.fdatasync(f.fileno())
         os.replace(temp, final)
-
-    def sync_queue(self, destination: str) -> None:
-        if self.sync:
-            fsync_dir(str(self.queue_dir(destination)))
 
     def write_state(self, entry: Entry, *, folder: Path | None = None) -> None:
         folder = folder or self.queue_dir(entry.destination)
@@ -276,6 +287,11 @@ class Spool:
         return entry
 
     # -- leaving the queue
+    def discard(self, entry: Entry) -> None:
+        """Undo link/write_new (the instance was refused after all)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.new_path(entry))
+
     def remove(self, entry: Entry) -> None:
         """Delivered: no fsync (a resurrected entry is sent again: at least once)."""
         folder = self.queue_dir(entry.destination)
@@ -303,52 +319,65 @@ class Spool:
         names = sorted(p.stem for p in folder.glob(f"*{_DCM}"))
         return [self.read_entry(folder, n, destination) for n in names]
 
-    def retry(self, entry: Entry) -> None:
-        """Hand a dead letter back (`aiodicom route retry`): into inbox/DEST with a fresh count."""
+    def retry(self, entry: Entry) -> Entry:
+        """Hand a dead letter back (`aiodicom route retry`): into inbox/DEST with a fresh count, under a new
+        name, so that it queues anew: behind what is queued, and max_age counting from now (with its old
+        name, one dead by age would die again before any attempt). `received` keeps the first arrival."""
         inbox = self.inbox_dir(entry.destination)
         inbox.mkdir(parents=True, exist_ok=True)
-        entry.attempts, entry.not_before, entry.reason, entry.last_error = 0, 0.0, None, None
-        self.write_state(entry, folder=inbox)
-        os.replace(self.dead_dir(entry.destination) / f"{entry.name}{_DCM}", inbox / f"{entry.name}{_DCM}")
+        back = dataclasses.replace(entry, name=entry_name(new_name(), entry.rule or rule_of(entry.name)), attempts=0,
+                                   not_before=0.0, reason=None, last_error=None)
+        self.write_state(back, folder=inbox)  # first: the router may take the file as soon as it lands
+        os.replace(self.dead_dir(entry.destination) / f"{entry.name}{_DCM}", inbox / f"{back.name}{_DCM}")
         if self.sync:
             fsync_dir(str(inbox))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.dead_dir(entry.destination) / f"{entry.name}{_JSON}")
+        return back
 
-    def take_inbox(self, destination: str) -> list[Entry]:
-        """Move what `route retry` put in inbox/DEST into the queue; returns the new entries."""
+    def take_inbox(self, destination: str) -> tuple[list[Entry], int]:
+        """Move what landed in inbox/DEST into the queue: dead letters `route retry` handed back, and instances
+        a worker received for a destination only this process delivers to. Returns the new entries, and how
+        many of them are dead letters (they have a state; a worker's entries have none yet)."""
         inbox = self.inbox_dir(destination)
         taken: list[Entry] = []
+        retried = 0
         with contextlib.suppress(FileNotFoundError), os.scandir(inbox) as it:
-            names = sorted(e.name[: -len(_DCM)] for e in it if e.name.endswith(_DCM))
+            names = sorted(e.name[: -len(_DCM)] for e in it if e.name.endswith(_DCM) and not e.name.startswith("."))
         if not names:
-            return taken
+            return taken, retried
         queue = self.queue_dir(destination)
         for name in names:
             entry = self.read_entry(inbox, name, destination)
             entry.attempts, entry.not_before, entry.reason = 0, 0.0, None
-            self.write_state(entry, folder=queue)
+            if (inbox / f"{name}{_JSON}").exists():  # a dead letter's state: its first arrival, rule, study
+                self.write_state(entry, folder=queue)
+                retried += 1
             os.replace(inbox / f"{name}{_DCM}", queue / f"{name}{_DCM}")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(inbox / f"{name}{_JSON}")
             taken.append(entry)
         if self.sync:
             fsync_dir(str(queue))
-        return taken
+        return taken, retried
 
 
 # ---- the queue in memory -----------------------------------------------------------------------------
 
 class ReadyQueue:
-    """One destination's entries in memory, ordered by (not before, name), names sorting by arrival: FIFO
-    among entries that are ready, so a destination served by one association receives them in arrival
-    order (each study's instances in theirs), and an entry put back after a connection failure returns
-    to its place. `get()` waits for one that is ready and for the destination's pause to end."""
+    """One destination's entries in memory. Names sort by arrival, and an entry put back after a connection
+    failure returns to its place. `get()` waits for one that is ready and for the destination's pause to end.
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    By default ordered by (not before, name): first in, first out among entries that are ready, and an entry
+    waiting for its retry lets the others pass. With `fifo` (a destination served by one association, whose
+    order per study is promised) ordered by name alone: nothing is sent past an entry waiting for its retry,
+    until it is delivered or dead-lettered. Head-of-line blocking is the price of the order."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, *, fifo: bool = False) -> None:
         self._heap: list[tuple[float, str, Entry]] = []
         self._changed = anyio.Event()
         self._clock = clock
+        self.fifo = fifo
         self.paused_until = 0.0
         self.in_flight = 0
 
@@ -359,7 +388,7 @@ class ReadyQueue:
         return (e for _, _, e in self._heap)
 
     def push(self, entry: Entry) -> None:
-        heapq.heappush(self._heap, (entry.not_before, entry.name, entry))
+        heapq.heappush(self._heap, (0.0 if self.fifo else entry.not_before, entry.name, entry))
         self._wake()
 
     def pause(self, until: float) -> None:
@@ -376,7 +405,7 @@ class ReadyQueue:
         self._changed = anyio.Event()
 
     def pop_ready(self, now: float) -> Entry | None:
-        if self._heap and now >= self.paused_until and self._heap[0][0] <= now:
+        if self._heap and now >= self.paused_until and self._heap[0][2].not_before <= now:
             return heapq.heappop(self._heap)[2]
         return None
 
@@ -384,7 +413,7 @@ class ReadyQueue:
         """Seconds until something may be ready (inf when empty)."""
         if not self._heap:
             return float("inf")
-        return max(self._heap[0][0], self.paused_until) - now
+        return max(self._heap[0][2].not_before, self.paused_until) - now
 
     async def get(self) -> Entry:
         while True:

@@ -9,7 +9,9 @@ listeners open.
 
 With `workers` > 1 (cli/route.py), that first process starts the others once it listens. Each process
 binds the same ports (SO_REUSEPORT), receives and forwards on its own event loop over its share of each
-destination's associations, and delivers what it received (entry names carry its PID). Only the first
+destination's associations, and delivers what it received (entry names carry its PID). A destination with
+fewer associations than there are processes is served only by the first ones: the others file its entries
+in inbox/DEST, which the first process takes (so one association stays one, and in order). Only the first
 loads the queues at start and takes back dead letters from inbox/; if a worker dies, the first stops the
 router, so that its restart reloads every entry.
 """
@@ -28,7 +30,6 @@ from ..archive.peek import SOP_CLASS_UID, SOP_INSTANCE_UID
 from ..log import get_logger
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
-from ..net.transport import server_ssl_context
 from ..services import verification
 from ..ul.machine import UlConfig
 from .config import Listener, Mode, RouterConfig
@@ -38,8 +39,10 @@ from .pool import DestinationPool
 from .proxy import Proxy
 from .queue import DirSyncer, ReadyQueue, Spool
 from .status import DestinationStats, status_file
+from .tls import server_context
 
 STATUS_INTERVAL = 2.0  # seconds between writes of SPOOL/status.json
+HAND_OFF_INTERVAL = 0.1  # seconds between looks at inbox/ when workers hand instances over to the first process
 
 
 class Router:
@@ -50,7 +53,8 @@ class Router:
         self.log = log or get_logger(component="route", **({"process": process} if process else {}))
         self.limiter = anyio.CapacityLimiter(workers)
         self.spool = Spool(config.spool, sync=config.sync)
-        self.queues = {name: ReadyQueue() for name in config.destinations}
+        # one association: strictly first in, first out, so that each study arrives in its order
+        self.queues = {name: ReadyQueue(fifo=d.max_associations == 1) for name, d in config.destinations.items()}
         self.stats = {name: DestinationStats() for name in config.destinations}
         self.syncer = DirSyncer(self.limiter)
         self.pools: dict[str, DestinationPool] = {}
@@ -74,14 +78,21 @@ class Router:
                                workers=self.limiter.total_tokens)
             intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
                             limiter=self.limiter, syncer=self.syncer)
-            destinations = {name: dataclasses.replace(d, max_associations=share(d.max_associations, c.workers,
-                                                                                  self.process))
+            shares = {name: share(d.max_associations, c.workers, self.process) for name, d in c.destinations.items()}
+            # no share of a destination's associations (it has fewer than there are processes): its
+            # instances go to the first process through inbox/, so the destination's limit holds
+            self.spool.hand_off = frozenset(name for name, n in shares.items() if n == 0)
+            destinations = {name: dataclasses.replace(d, max_associations=shares[name])
                             for name, d in c.destinations.items()}
-            self.pools = {name: DestinationPool(d, log=self.log) for name, d in destinations.items()}
+            # proxy mode must answer from here, so it gets one association even without a share
+            self.pools = {name: DestinationPool(dataclasses.replace(d, max_associations=max(d.max_associations, 1)),
+                                                log=self.log) for name, d in destinations.items()}
+            handing_off = any(d.max_associations < c.workers for d in c.destinations.values())
             forwarder = Forwarder(spool=self.spool, destinations=destinations, queues=self.queues,
                                   pools=self.pools, stats=self.stats, retry=c.retry, log=self.log,
-                                  limiter=self.limiter, syncer=self.syncer, watch_inboxes=first)
-            self.servers = [self._server(li, intake, store) for li in c.listeners]
+                                  limiter=self.limiter, syncer=self.syncer, watch_inboxes=first,
+                                  inbox_interval=HAND_OFF_INTERVAL if handing_off else 1.0)
+            self.servers = [self._server(li, intake, store, f"listener {i}") for i, li in enumerate(c.listeners, 1)]
             with anyio.CancelScope() as self._cancel:
                 async with anyio.create_task_group() as tg:
                     for pool in self.pools.values():
@@ -113,7 +124,7 @@ class Router:
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def _server(self, li: Listener, intake: Intake, store: SpoolStore) -> Server:
+    def _server(self, li: Listener, intake: Intake, store: SpoolStore, where: str) -> Server:
         dispatcher = Dispatcher()
         verification.install(dispatcher)
         if li.mode is Mode.PROXY:
@@ -121,7 +132,7 @@ class Router:
         else:
             StoreAndForward(intake, store).install(dispatcher)
         tls = li.tls
-        ssl_context = server_ssl_context(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None) if tls else None
+        ssl_context = server_context(where, tls.cert, tls.key, tls.ca) if tls else None  # TlsFileError names the file
         config = ServerConfig(host=li.host, port=li.port, ae_title=li.ae_title, promiscuous=li.promiscuous,
                               allowed_calling=li.allowed_calling, max_associations=li.max_associations,
                               ul=UlConfig(max_pdu=li.max_pdu), max_operations=li.max_operations,
@@ -141,7 +152,8 @@ class Router:
             pool = self.pools.get(name)
             row.update(queued=len(queue) + queue.in_flight, in_flight=queue.in_flight,
                        paused_for=round(max(queue.paused_until - now, 0.0), 1),
-                       associations=len(pool.members) if pool else 0)
+                       associations=len(pool.members) if pool else 0,
+                       associations_opened=pool.opened if pool else 0)  # since start: many more than open is churn
             out["destinations"][name] = row
         return out
 
@@ -163,5 +175,6 @@ class Router:
 
 
 def share(total: int, processes: int, process: int) -> int:
-    """A process's part of a destination's association limit: the limit split evenly, at least one each."""
-    return max(1, total // processes + (1 if process < total % processes else 0))
+    """A process's part of a destination's association limit: the limit split evenly, never more in all (the
+    first processes get one each when there are fewer associations than processes; the first always has one)."""
+    return total // processes + (1 if process < total % processes else 0)

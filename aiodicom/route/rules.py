@@ -200,6 +200,10 @@ class _AttrGetter:
         return facts.value(self.attr)
 
 
+# Binary values and sequences: the header peek gives their raw bytes, which no pattern can sensibly match
+UNMATCHABLE_VRS: Final = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "AT"})
+
+
 def attribute_pattern(attr: Attribute, text: str, where: str) -> Pattern:
     """One non-regex pattern on an attribute, with the semantics of its VR."""
     if attr.vr in NUMERIC_VRS:
@@ -207,9 +211,7 @@ def attribute_pattern(attr: Attribute, text: str, where: str) -> Pattern:
             return NumberPattern.of(text)
         except RuleError as exc:
             raise RuleError(f"{where}: {exc}") from None
-    if attr.vr in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "AT"):
-        raise RuleError(f"{where}: {attr.name} has VR {attr.vr}, which rules cannot match (top-level text and "
-                        f"numbers only)")
+    _check_matchable(attr, where)
     identifier = Dataset()
     try:
         with warnings.catch_warnings():  # pydicom warns that "CT*" is no valid CS: it is a pattern
@@ -223,7 +225,14 @@ def attribute_pattern(attr: Attribute, text: str, where: str) -> Pattern:
 
 
 def attribute_condition(attr: Attribute, raw: Any, where: str) -> Condition:
+    _check_matchable(attr, where)  # for `re:` patterns too: they would search raw binary bytes
     return _condition(attr.name, _AttrGetter(attr), raw, where, lambda text: attribute_pattern(attr, text, where))
+
+
+def _check_matchable(attr: Attribute, where: str) -> None:
+    if attr.vr in UNMATCHABLE_VRS:
+        raise RuleError(f"{where}: {attr.name} has VR {attr.vr}, which rules cannot match (top-level text and "
+                        f"numbers only)")
 
 
 def _peer_pattern(text: str, where: str) -> Pattern:
@@ -259,6 +268,9 @@ class Action(Enum):
     FORWARD = "forward"
     DROP = "drop"  # accepted (Success) and discarded
     REJECT = "reject"  # refused with a failure status
+    # No rule matched and [router].default is not set: refused so that the sender keeps the instance (a
+    # router must not acknowledge and lose what nobody said to drop). Not a value one can configure.
+    UNROUTED = "unrouted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,9 +369,7 @@ def compile_rule(table: Mapping[str, Any], where: str, destinations: Iterable[st
         except RuleError as exc:
             problems.append(f"{where}.match: {exc}")
             continue
-        conditions.append(checked(lambda a=attr, n=name, r=raw: _condition(
-            a.name, _AttrGetter(a), r, f"{where}.match.{n}",
-            lambda text: attribute_pattern(a, text, f"{where}.match.{n}"))))
+        conditions.append(checked(lambda a=attr, n=name, r=raw: attribute_condition(a, r, f"{where}.match.{n}")))
     action, targets = checked(lambda: _action(table, where, known)) or (None, ())
     morph = None
     if "morph" in table:
@@ -402,7 +412,9 @@ def _action(table: Mapping[str, Any], where: str, known: set[str]) -> tuple[Acti
 
 
 def compile_default(raw: Any, destinations: Iterable[str]) -> Rule:
-    """The default action: "drop", "reject", or destination name(s) to forward to."""
+    """The default action: "drop", "reject", or destination name(s) to forward to; None (not set): refuse."""
+    if raw is None:
+        return Rule("default", (), Action.UNROUTED)
     if raw in ("drop", "reject"):
         return Rule("default", (), Action(raw))
     if raw == []:  # forward to nowhere
@@ -443,8 +455,8 @@ class RuleSet:
             rule = self.default
             if not rule.matches(facts) or rule.action is Action.DROP:
                 return Decision(Action.DROP, (), ("default",))
-            if rule.action is Action.REJECT:
-                return Decision(Action.REJECT, (), ("default",))
+            if rule.action in (Action.REJECT, Action.UNROUTED):
+                return Decision(rule.action, (), ("default",))
             return Decision(Action.FORWARD, tuple(Delivery(d, "default", rule.morph) for d in rule.destinations),
                             ("default",))
         if not deliveries:

@@ -96,7 +96,8 @@ def status_file(process: int) -> str:
     return STATUS_FILE if process == 0 else f"status.{process}.json"
 
 
-_SUMMED: Final = ("in_flight", "delivered", "failed_attempts", "unreachable", "rate_per_minute", "associations")
+_SUMMED: Final = ("in_flight", "delivered", "failed_attempts", "unreachable", "rate_per_minute", "associations",
+                  "associations_opened")
 
 
 def _live_status(root: Path, now: float) -> dict[str, Any]:
@@ -146,7 +147,8 @@ def read_status(root: Path, configured: Iterable[str] = (), now: float | None = 
         stats = live.get("destinations", {}).get(name) if running else None
         if stats:
             row.update({k: stats.get(k) for k in ("in_flight", "delivered", "failed_attempts", "unreachable",
-                                                  "rate_per_minute", "last_error", "paused_for", "associations")})
+                                                  "rate_per_minute", "last_error", "paused_for", "associations",
+                                                  "associations_opened")})
             at = stats.get("last_error_at")
             row["last_error_age"] = round(now - at, 1) if isinstance(at, (int, float)) else None
         out["destinations"][name] = row
@@ -223,6 +225,5 @@ def retry_dead_letters(spool: Spool, destinations: Iterable[str], *, uids: Itera
     for entry in dead_letters(spool, destinations):
         if wanted and entry.sop_instance_uid not in wanted:
             continue
-        spool.retry(entry)
-        moved.append(entry)
+        moved.append(spool.retry(entry))
     return moved

@@ -290,6 +290,40 @@ def test_two_router_processes_share_the_port_and_each_delivers_what_it_received(
         assert_same_content(inst.stored_path(pacs.storage), inst)
 
 
+def _most_at_once(serve_log: str) -> int:
+    """The most associations a JSON-logging `aiodicom serve` had open at once, from its log."""
+    open_now = most = 0
+    for line in serve_log.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line).get("event")
+            open_now += (event == "association accepted") - (event == "association ended")
+            most = max(most, open_now)
+    return most
+
+
+def test_a_one_association_destination_gets_one_association_from_two_router_processes(tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "data", 24, pixel_bytes=16 * 1024, prefix="one")
+    port, dest_port = free_port(), free_port()
+    text = router_toml(port, destination_toml("PACS", "AIODICOM", dest_port, max_associations=1), default=["PACS"],
+                       workers=2)
+    with aiodicom_serve(tmp_path / "pacs", "--log-format", "json", port=dest_port) as pacs, \
+            router(tmp_path / "router", text, port) as r:
+        wait_until(lambda: r.output().count('"event": "listening"') == 2, what="both processes listening")
+        with ThreadPoolExecutor(4) as pool:  # one association per instance: the kernel spreads them over both
+            done = list(pool.map(lambda inst: storescu(port, [inst.path], aec="ROUTER"), instances))
+        assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
+        wait_until(lambda: all(i.stored_path(pacs.storage).exists() for i in instances), timeout=60, what="delivered")
+        delivered_logged(r, len(instances))
+        lines = routed_lines(r)
+        accepted = [json.loads(x) for x in r.output().splitlines() if '"association accepted"' in x]
+        at_pacs = pacs.output()
+    assert {a.get("process", 0) for a in accepted} == {0, 1}, "one process received everything: the test proves nothing"
+    assert {x.get("process", 0) for x in lines if x["outcome"] == "delivered"} == {0}  # the worker handed its over
+    assert sorted(x["sop_instance"] for x in lines if x["outcome"] == "delivered") == \
+        sorted(i.sop_instance_uid for i in instances)
+    assert _most_at_once(at_pacs) == 1
+
+
 def test_a_router_worker_ends_with_its_first_process(tmp_path: Path) -> None:
     port = free_port()
     text = router_toml(port, destination_toml("PACS", "AIODICOM", free_port()), default=["PACS"], workers=2)
@@ -424,6 +458,54 @@ def test_a_syntax_the_router_cannot_produce_makes_a_dead_letter_that_retry_sends
             wait_until(lambda: inst.sop_instance_uid in received_by_uid(received), timeout=30,
                        what="delivered after retry")
     assert status(tmp_path / "router")["destinations"]["JPEG"]["dead_letters"] == 0
+
+
+# ---- pooled associations, preferred syntaxes --------------------------------------------------------------------------
+
+def test_many_instances_share_a_few_pooled_associations_never_more_than_the_limit(tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "data", 30, pixel_bytes=16 * 1024, prefix="pool")
+    port = free_port()
+    with dcmtk_storescp(tmp_path / "storescp", "-v") as scp:
+        text = router_toml(port, destination_toml("PACS", "STORESCP", scp.port, max_associations=2), default=["PACS"])
+        with router(tmp_path / "router", text, port) as r:
+            with ThreadPoolExecutor(3) as pool:  # concurrent senders: work for more than one association
+                chunks = [instances[k::3] for k in range(3)]
+                done = list(pool.map(lambda chunk: storescu(port, [i.path for i in chunk], aec="ROUTER"), chunks))
+            assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
+            wait_until(lambda: len(received_by_uid(scp.storage)) == len(instances), timeout=60, what="delivered")
+            delivered_logged(r, len(instances))
+            wait_until(lambda: status(tmp_path / "router")["destinations"]["PACS"].get("associations_opened"),
+                       what="status with the pool's count")
+            row = status(tmp_path / "router")["destinations"]["PACS"]
+        # (not "Association Received": the readiness probe's bare TCP connection counts there)
+        accepted_by_storescp = scp.output().count("Association Acknowledged")
+    assert 1 <= accepted_by_storescp <= 2, scp.output()[-2000:]  # 30 instances over at most max_associations
+    assert row["associations_opened"] == accepted_by_storescp and row["associations"] <= 2
+
+
+def test_a_destination_gets_the_syntax_it_prefers_among_those_it_accepts(corpus: Corpus, tmp_path: Path) -> None:
+    inst = corpus["generated-implicit-le"]  # neither preference: the order decides which it is converted to
+    port = free_port()
+    prefer = {"DEFLATED": ["DeflatedExplicitVRLittleEndian", "ExplicitVRLittleEndian"],
+              "EXPLICIT": ["ExplicitVRLittleEndian", "DeflatedExplicitVRLittleEndian"], "ANY": None}
+    want = {"DEFLATED": "1.2.840.10008.1.2.1.99", "EXPLICIT": "1.2.840.10008.1.2.1", "ANY": IMPLICIT_LE}
+    with contextlib.ExitStack() as stack:  # each storescp accepts every syntax it knows (+xa)
+        scps = {name: stack.enter_context(dcmtk_storescp(tmp_path / name.lower())) for name in prefer}
+        dests = "".join(destination_toml(name, "STORESCP", scps[name].port,
+                                         **({"transfer_syntaxes": ts} if ts else {})) for name, ts in prefer.items())
+        with router(tmp_path / "router", router_toml(port, dests, default=list(prefer)), port) as r:
+            send(port, [inst])
+            wait_until(lambda: all(received_by_uid(scp.storage) for scp in scps.values()), what="all three")
+            delivered_logged(r, 3)
+            lines = routed_lines(r)
+        got = {name: check_part10(received_by_uid(scp.storage)[inst.sop_instance_uid]) for name, scp in scps.items()}
+    assert {name: str(part.transfer_syntax) for name, part in got.items()} == want
+    converted = {x["destination"]: x.get("converted_from") for x in lines if x["outcome"] == "delivered"}
+    assert converted == {"DEFLATED": IMPLICIT_LE, "EXPLICIT": IMPLICIT_LE, "ANY": None}
+    original = pydicom.dcmread(inst.path)
+    for name, scp in scps.items():
+        ds = pydicom.dcmread(received_by_uid(scp.storage)[inst.sop_instance_uid])
+        assert ds.PixelData == original.PixelData and ds.PatientName == original.PatientName, name
 
 
 # ---- TLS both ways ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ where it is, before anything serves (`aiodicom route --check`)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from aiodicom.cli.main import main as cli
 from aiodicom.route.config import ConfigError, Mode, load_config, parse_config
 from aiodicom.route.rules import Action
+from tests.peers import TlsFiles
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "route.toml"
 
@@ -57,11 +59,14 @@ def test_defaults_of_a_minimal_file(tmp_path: Path) -> None:
                                                                 None)
     pacs = config.destinations["PACS"]
     assert (pacs.calling_ae, pacs.max_associations, pacs.transfer_syntaxes, pacs.tls) == ("ROUTER", 2, (), None)
-    assert config.rules is not None and config.rules.default.action is Action.DROP
+    # no default: what no rule matches is refused (the sender keeps it), never acknowledged and dropped
+    assert config.rules is not None and config.rules.default.action is Action.UNROUTED
+    explicit = load_config(write(tmp_path, MINIMAL + '[router]\ndefault = "drop"\n'))
+    assert explicit.rules is not None and explicit.rules.default.action is Action.DROP
 
 
-def test_listener_and_destination_options(tmp_path: Path) -> None:
-    (tmp_path / "ca.crt").write_text("x")
+def test_listener_and_destination_options(tmp_path: Path, tls_files: TlsFiles) -> None:
+    shutil.copy(tls_files.ca_cert, tmp_path / "ca.crt")
     config = load_config(write(tmp_path, """
 [router]
 ae_title = "HUB"
@@ -138,6 +143,66 @@ def test_each_problem_names_where_it_is(tmp_path: Path, extra: str, expected: st
     assert any(p.startswith(expected) for p in problems), problems
 
 
+# ---- TLS files: loaded as start-up loads them, not only found ----------------------------------------------
+
+GARBAGE_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+
+
+def _tls_config(tmp_path: Path, listener: dict[str, Path], destination: dict[str, Path]) -> str:
+    def table(files: dict[str, Path]) -> str:
+        return "{ " + ", ".join(f'{k} = "{v}"' for k, v in files.items()) + " }"
+    return MINIMAL + f"""[[listener]]
+port = 2000
+tls = {table(listener)}
+[destination.SECURE]
+ae_title = "SECURE"
+host = "127.0.0.1"
+port = 2762
+tls = {table(destination)}
+"""
+
+
+def test_tls_files_that_load_are_accepted(tmp_path: Path, tls_files: TlsFiles) -> None:
+    t = tls_files
+    config = load_config(write(tmp_path, _tls_config(
+        tmp_path, {"cert": t.server_cert, "key": t.server_key, "ca": t.ca_cert},
+        {"ca": t.ca_cert, "cert": t.client_cert, "key": t.client_key})))
+    assert config.listeners[1].tls is not None and config.destinations["SECURE"].tls is not None
+
+
+def test_tls_files_that_cannot_be_loaded_are_each_named(tmp_path: Path, tls_files: TlsFiles) -> None:
+    t = tls_files
+    bad_cert, bad_key, bad_ca = tmp_path / "bad.crt", tmp_path / "bad.key", tmp_path / "bad-ca.crt"
+    bad_cert.write_text(GARBAGE_PEM)
+    bad_key.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    bad_ca.write_text("not PEM at all\n")
+    problems = problems_of(tmp_path, _tls_config(tmp_path, {"cert": bad_cert, "key": t.server_key},
+                                                 {"ca": bad_ca, "cert": t.client_cert, "key": bad_key}))
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"listener 2.tls.cert: cannot load {bad_cert}: "), problems
+    assert problems[1].startswith(f"destination.SECURE.tls.ca: cannot load {bad_ca}: "), problems
+    assert problems[2].startswith(f"destination.SECURE.tls.key: cannot load {bad_key} as the private key of "
+                                  f"{t.client_cert}: "), problems
+    # a key that is not the certificate's: named too
+    [mismatch] = problems_of(tmp_path, _tls_config(tmp_path, {"cert": t.server_cert, "key": t.client_key},
+                                                   {"ca": t.ca_cert}))
+    assert mismatch.startswith(f"listener 2.tls.key: cannot load {t.client_key} as the private key of "
+                               f"{t.server_cert}: "), mismatch
+
+
+def test_check_and_start_up_both_refuse_unloadable_tls_files_in_one_line(
+        tmp_path: Path, tls_files: TlsFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    bad_cert = tmp_path / "bad.crt"
+    bad_cert.write_text(GARBAGE_PEM)
+    path = write(tmp_path, _tls_config(tmp_path, {"cert": bad_cert, "key": tls_files.server_key},
+                                       {"ca": tls_files.ca_cert}))
+    for argv in (["route", "--check", str(path)], ["route", "--config", str(path)]):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"listener 2.tls.cert: cannot load {bad_cert}" in err, err
+    assert not (tmp_path / "spool").exists()  # nothing started
+
+
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, MINIMAL + """
 [retry]
@@ -170,7 +235,30 @@ def test_check_accepts_a_valid_file_and_serves_nothing(tmp_path: Path, capsys: p
     assert cli(["route", "--check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "valid: 1 listener(s), 1 destination(s), 1 rule(s)" in out
+    assert "default: not set: an instance no rule matches is refused (0xA700" in out
     assert not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize(("default", "said"), [('"drop"', "default: drop (Success, then discarded)"),
+                                               ('"reject"', "default: reject (0x0124"),
+                                               ('["PACS"]', "default: forward to PACS")])
+def test_check_says_what_the_default_does(tmp_path: Path, capsys: pytest.CaptureFixture[str], default: str,
+                                          said: str) -> None:
+    assert cli(["route", "--check", str(write(tmp_path, MINIMAL + f"[router]\ndefault = {default}\n"))]) == 0
+    assert said in capsys.readouterr().out
+
+
+def test_check_tells_how_workers_share_a_destination_with_fewer_associations(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one = MINIMAL.replace("port = 104\n", "port = 104\nmax_associations = 1\n") + "[router]\nworkers = 2\n"
+    assert cli(["route", "--check", str(write(tmp_path, one))]) == 0
+    out = capsys.readouterr()
+    assert "destination PACS: max_associations = 1 < workers = 2: only the first process delivers to it" in out.out
+    assert "warning" not in out.err
+    proxy = one.replace("port = 11112\n", 'port = 11112\nmode = "proxy"\n', 1)
+    assert cli(["route", "--check", str(write(tmp_path, proxy))]) == 0
+    assert ("warning: proxy mode with workers = 2: each process forwards over its own associations, so PACS "
+            "(max_associations = 1) may get up to 2 at once") in capsys.readouterr().err
 
 
 def test_check_refuses_a_bad_file_with_usage_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -142,13 +142,33 @@ def test_dead_letter_keeps_the_reason_and_retry_hands_it_back(tmp_path: Path, in
     assert (spool.dead_dir("PACS") / f"{entry.name}.dcm").read_bytes() == instances[0].path.read_bytes()
 
     assert [e.name for e in retry_dead_letters(spool, ["PACS"], uids=["9.9.9"])] == []
-    assert [e.name for e in retry_dead_letters(spool, ["PACS"])] == [entry.name]
+    [handed] = retry_dead_letters(spool, ["PACS"])
     assert spool.dead_letters("PACS") == []
-    [back] = spool.take_inbox("PACS")
-    assert (back.name, back.attempts, back.reason, back.sop_instance_uid) == (entry.name, 0, None,
+    [back], retried = spool.take_inbox("PACS")
+    assert retried == 1
+    assert (back.name, back.attempts, back.reason, back.sop_instance_uid) == (handed.name, 0, None,
                                                                              instances[0].sop_instance_uid)
-    assert [e.name for e in spool.load("PACS")] == [entry.name]
-    assert spool.take_inbox("PACS") == []
+    # queued anew: a new name (its age counts from the retry), the first arrival and the rule kept
+    assert back.name > entry.name and rule_of(back.name) == "r1"
+    assert back.queued_since() > entry.queued_since() and back.received == entry.received
+    assert [e.name for e in spool.load("PACS")] == [back.name]
+    assert spool.take_inbox("PACS") == ([], 0)
+
+
+def test_a_process_without_a_share_files_new_entries_for_the_first_process_to_take(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    worker = Spool(tmp_path / "spool", sync=False)
+    worker.prepare(["ONE"])
+    worker.hand_off = frozenset({"ONE"})
+    entry = _entry(instances[0], entry_name(new_name(), "r1"), dest="ONE")
+    worker.link(instances[0].path, entry)
+    assert not any(worker.queue_dir("ONE").iterdir())
+    assert [p.name for p in worker.inbox_dir("ONE").iterdir()] == [f"{entry.name}.dcm"]
+    first = Spool(tmp_path / "spool", sync=False)
+    taken, retried = first.take_inbox("ONE")
+    assert [(e.name, e.sop_instance_uid) for e in taken] == [(entry.name, instances[0].sop_instance_uid)]
+    assert retried == 0  # a new instance, not a dead letter
+    assert [e.name for e in first.load("ONE")] == [entry.name]
 
 
 def test_sweep_drops_instances_never_queued_and_proxy_leftovers(tmp_path: Path) -> None:
@@ -182,6 +202,18 @@ def test_ready_queue_is_fifo_among_ready_entries_and_honours_not_before_and_paus
     assert q.pop_ready(150.0) is b and len(q) == 0
 
 
+def test_a_fifo_queue_sends_nothing_past_a_head_waiting_for_its_retry() -> None:
+    q = ReadyQueue(clock=lambda: 100.0, fifo=True)
+    a, b, c = (Entry(name=new_name(now_ns=n), destination="D") for n in (1, 2, 3))
+    for e in (a, b, c):
+        q.push(e)
+    assert q.pop_ready(100.0) is a
+    a.not_before = 150.0  # it failed: retried later, and the others wait behind it (ordering over throughput)
+    q.push(a)
+    assert q.pop_ready(100.0) is None and q.wait_time(100.0) == 50.0
+    assert q.pop_ready(150.0) is a and q.pop_ready(150.0) is b and q.pop_ready(150.0) is c
+
+
 @pytest.mark.anyio
 async def test_ready_queue_get_wakes_when_an_entry_arrives() -> None:
     q = ReadyQueue()
@@ -209,16 +241,18 @@ async def test_concurrent_folder_syncs_are_shared(tmp_path: Path) -> None:
 # ---- a router in this process ----------------------------------------------------------------------------------
 
 def router_config(tmp_path: Path, dest_port: int, *, mode: str = "store-and-forward", rules: str = "",
-                  max_attempts: int = 20, dest_syntaxes: str = "", associations: int = 2) -> RouterConfig:
+                  max_attempts: int = 20, dest_syntaxes: str = "", associations: int = 2,
+                  default: str = 'default = ["DEST"]', initial: float = 0.02, max_age: str = "7d") -> RouterConfig:
     import tomllib
     text = f"""
 [router]
 spool = "spool"
-default = ["DEST"]
+{default}
 [retry]
-initial = 0.02
-maximum = 0.1
+initial = {initial}
+maximum = {max(0.1, initial)}
 max_attempts = {max_attempts}
+max_age = "{max_age}"
 [[listener]]
 port = 0
 mode = "{mode}"
@@ -336,6 +370,25 @@ async def test_failures_are_retried_then_dead_lettered_and_retry_brings_them_bac
 
 
 @pytest.mark.anyio
+async def test_an_entry_older_than_max_age_is_dead_lettered_and_retry_sends_it_with_a_fresh_age(
+        tmp_path: Path, instances: list[Instance]) -> None:
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, max_age="2s")
+    async with running_router(config) as (router, port):  # the destination is down for longer than max_age
+        assert [s.code for s in await send(port, instances[0].path)] == [0]
+        await until(lambda: dead(config), "dead letter by age", timeout=20)
+        [letter] = dead(config)
+        assert letter["reason"].startswith("not delivered within max_age (2 s); last error: DEST (DEST@127.0.0.1:")
+        assert letter["attempts"] == 0  # unreachable: no attempt counted, only the age
+        async with destination(tmp_path, dest_port) as store:
+            [back] = retry_dead_letters(Spool(config.spool), ["DEST"])  # as `aiodicom route retry` does
+            await until(lambda: instances[0].stored_path(store.root).exists(), "delivered after retry", timeout=15)
+            await until(lambda: router.stats["DEST"].delivered == 1, "counted")
+        assert not dead(config) and not queued(config)
+        assert back.received == letter["received"]  # the original arrival is kept (logs, latency)
+
+
+@pytest.mark.anyio
 async def test_one_association_destination_receives_in_arrival_order(tmp_path: Path) -> None:
     instances = generated_series(tmp_path / "study", 10, pixel_bytes=1024)  # one study, one series
     dest_port = free_port()
@@ -351,6 +404,31 @@ async def test_one_association_destination_receives_in_arrival_order(tmp_path: P
         async with destination(tmp_path, dest_port, handler=handler):
             await until(lambda: len(arrived) == len(instances), "all delivered")
     assert arrived == [i.sop_instance_uid for i in instances]
+
+
+@pytest.mark.anyio
+async def test_one_association_destination_keeps_arrival_order_when_an_instance_must_be_retried(
+        tmp_path: Path) -> None:
+    instances = generated_series(tmp_path / "study", 5, pixel_bytes=1024)  # one study
+    dest_port = free_port()
+    config = router_config(tmp_path, dest_port, associations=1, initial=0.5)  # a retry 0.25-0.5 s later
+    arrived: list[str] = []
+    refused: list[str] = []
+
+    async def handler(req: ServiceRequest) -> Result:
+        uid = req.message.affected_sop_instance_uid
+        if uid == instances[0].sop_instance_uid and not refused:
+            refused.append(uid)  # the first instance is refused once
+            return Result(status=0xA700, error_comment="busy")
+        arrived.append(uid)
+        return Result()
+
+    async with running_router(config) as (router, port):
+        await send(port, *(i.path for i in instances))  # queued while the destination is down
+        async with destination(tmp_path, dest_port, handler=handler):
+            await until(lambda: len(arrived) == len(instances), "all delivered")
+        assert router.stats["DEST"].failed_attempts == 1
+    assert refused and arrived == [i.sop_instance_uid for i in instances]  # nothing overtook the retried one
 
 
 @pytest.mark.anyio
@@ -418,6 +496,19 @@ action = "drop"
     assert queued(config) == [] and not list((config.spool / "received").glob("*.dcm"))
 
 
+@pytest.mark.parametrize("mode", ["store-and-forward", "proxy"])
+@pytest.mark.anyio
+async def test_without_a_default_an_unmatched_instance_is_refused_so_the_sender_keeps_it(
+        tmp_path: Path, instances: list[Instance], mode: str) -> None:
+    rules = '[[rule]]\nname = "ct"\ncalling_ae = "CT*"\nforward = ["DEST"]\n'
+    config = router_config(tmp_path, free_port(), rules=rules, default="", mode=mode)
+    async with running_router(config) as (_, port):
+        [refused] = await send(port, instances[0].path, calling_ae="MR1")
+    assert refused.code == 0xA700  # PS3.4 B.2.3 Refused: Out of Resources: not taken, the sender may retry
+    assert refused.error_comment == "no rule matches and no default action is configured"
+    assert queued(config) == [] and not list((config.spool / "received").glob("*.dcm"))
+
+
 @pytest.mark.anyio
 async def test_proxy_relays_the_destination_status_and_stores_nothing(tmp_path: Path,
                                                                      instances: list[Instance]) -> None:
@@ -461,13 +552,12 @@ morph.set = { InstitutionName = "Proxied" }
 # ---- router processes ---------------------------------------------------------------------------------
 
 @given(st.integers(1, 64), st.integers(1, 16))
-def test_each_process_gets_a_share_of_the_associations_and_together_no_more_unless_each_needs_one(
+def test_each_process_gets_a_share_of_the_associations_and_together_never_more_than_the_limit(
         total: int, processes: int) -> None:
     from aiodicom.route.router import share
     shares = [share(total, processes, k) for k in range(processes)]
-    assert all(s >= 1 for s in shares)
-    assert sum(shares) == max(total, processes)
-    assert max(shares) - min(shares) <= 1
+    assert sum(shares) == total  # a process with none hands its entries to the first (which always has one)
+    assert shares[0] >= 1 and max(shares) - min(shares) <= 1
 
 
 def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:

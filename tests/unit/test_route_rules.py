@@ -252,6 +252,20 @@ def test_an_instance_no_rule_matches_gets_the_default(default: object, action: A
     assert [x.destination for x in d.deliveries] == dests
 
 
+def test_without_a_default_an_instance_no_rule_matches_is_refused_not_dropped() -> None:
+    unmatched = _ruleset({"calling_ae": "NOBODY", "forward": ["RESEARCH"]}, default=None).route(facts())
+    assert unmatched.action is Action.UNROUTED and unmatched.rules == ("default",) and unmatched.deliveries == ()
+    matched = _ruleset({"calling_ae": "CT*", "forward": ["PACS"]}, default=None).route(facts())
+    assert matched.action is Action.FORWARD  # only what no rule matches is refused
+
+
+@pytest.mark.parametrize("where", ["default", "rule"])
+def test_unrouted_is_not_an_action_one_can_configure(where: str) -> None:
+    tables = [{"calling_ae": "X", "action": "unrouted"}] if where == "rule" else []
+    _, problems = compile_rules(tables, "unrouted" if where == "default" else "drop", DESTS)
+    assert len(problems) == 1, problems
+
+
 # ---- rule errors ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("table", "message"), [
@@ -259,6 +273,9 @@ def test_an_instance_no_rule_matches_gets_the_default(default: object, action: A
     ({"match": {"PatientNmae": "X"}}, "'PatientNmae' is not a DICOM keyword"),
     ({"calling_ae": "re:(unclosed"}, "bad regular expression"),
     ({"match": {"PixelData": "X"}}, "VR OB"),
+    ({"match": {"PixelData": "re:X"}}, "VR OB"),  # a regex would search raw binary bytes
+    ({"match": {"ReferencedImageSequence": "re:."}}, "VR SQ"),
+    ({"match": {"ReferencedImageSequence[0].ReferencedSOPInstanceUID": "1.2*"}}, "is not a DICOM keyword"),
     ({"match": {"Rows": "many"}}, "'many' is not a number"),
     ({"match": {"StudyDate": "2024-01-01-02"}}, "StudyDate"),
     ({"sop_class": "CTImageStorag"}, "not a SOP class UID or keyword"),
