@@ -118,7 +118,8 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await stop_workers(workers, router.log)
-    router.log.info("router stopped", queued={name: len(q) for name, q in router.queues.items()})
+    router.log.info("router stopped", queued={name: len(q) for name, q in router.queues.items()},
+                    memory_budget_refusals=router.budget.refusals, memory_budget_pauses=router.budget.pauses)
     return EXIT_FAILURE_STATUS if worker_ended else EXIT_OK
 
 

@@ -20,7 +20,7 @@ from ..archive.rebuild import rebuild_index, storage_files
 from ..archive.workflow_db import WorkflowDb
 from ..load.workload import WorkloadError, parse_size
 from ..log import get_logger
-from ..net.budget import MemoryBudget
+from ..net.budget import DEFAULT_LIMIT, SMALLEST_LIMIT, MemoryBudget
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
 from ..net.transport import server_ssl_context
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-associations-per-aet", type=int, metavar="N")
     p.add_argument("--max-pdu", type=int, default=262_144, help="largest PDU we accept (default 262144)")
     p.add_argument("--max-dataset-size", type=int, metavar="BYTES", help="refuse larger data sets with 0xA700")
-    p.add_argument("--memory-budget", type=budget_size, default=DEFAULT_BUDGET, metavar="SIZE",
+    p.add_argument("--memory-budget", type=budget_size, default=DEFAULT_LIMIT, metavar="SIZE",
                    help="bytes of received data held in memory at once, all associations together (e.g. 64M; "
                         "default 256M): beyond it instances go straight to disk and sockets are read slower")
     p.add_argument("--max-operations", type=int, default=16,
@@ -130,15 +130,12 @@ def password_authenticator(users: dict[str, str]):
     return authenticate
 
 
-DEFAULT_BUDGET = 256 << 20
-
-
 def budget_size(text: str) -> int:
     try:
         size = parse_size(text)
     except WorkloadError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if size < 1 << 20:
+    if size < SMALLEST_LIMIT:
         raise argparse.ArgumentTypeError(f"{text!r} is below the smallest memory budget, 1M")
     return size
 

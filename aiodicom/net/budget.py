@@ -28,6 +28,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+DEFAULT_LIMIT = 256 << 20
+SMALLEST_LIMIT = 1 << 20  # below it nearly every instance would go to disk at once
 _RECHECK = 0.002  # seconds between checks while connections wait: the writer thread's progress wakes nobody
 _READ_SIZE = 256 << 10  # the most one socket read brings (uvloop's buffer): what resuming a connection may cost
 

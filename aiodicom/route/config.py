@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..archive.uid import is_valid_ae_title
+from ..load.workload import WorkloadError, parse_size
+from ..net.budget import DEFAULT_LIMIT, SMALLEST_LIMIT
 from .names import transfer_syntax_uid
 from .rules import RuleSet, compile_rules
 from .tls import TlsFileError, client_context, server_context
@@ -105,6 +107,7 @@ class RouterConfig:
     ae_title: str = "ROUTER"
     sync: bool = True  # fsync the spool before Success; off: a crash may lose acknowledged instances
     workers: int = 1  # processes sharing the listeners (SO_REUSEPORT) and the spool, one event loop each
+    memory_budget: int = DEFAULT_LIMIT  # received bytes held in memory at once, per process (net/budget.py)
     listeners: tuple[Listener, ...] = ()
     destinations: Mapping[str, Destination] = field(default_factory=dict)
     rules: RuleSet | None = None
@@ -157,6 +160,19 @@ class _Reader:
             self.problem(key, f"expected an integer {bounds}, got {value!r}")
             return default
         return value
+
+    def size(self, key: str, default: int, low: int) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            size = value if isinstance(value, int) and not isinstance(value, bool) else parse_size(str(value))
+        except WorkloadError:
+            size = -1
+        if size < low:
+            self.problem(key, f"expected a size of at least {low >> 20}M, like \"64M\" or \"1G\", got {value!r}")
+            return default
+        return size
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key)
@@ -221,6 +237,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
     spool = router.path("spool", base) or base / "spool"
     sync = router.boolean("sync", True)
     workers = router.integer("workers", 1, 1, 64)
+    memory_budget = router.size("memory_budget", DEFAULT_LIMIT, SMALLEST_LIMIT)
     default = router._get("default")
     router.finish()
 
@@ -237,7 +254,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
         problems.append("router: workers > 1 needs a fixed port for every [[listener]] (each process binds it)")
     if problems:
         raise ConfigError(problems, source)
-    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, workers=workers, listeners=listeners,
+    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, workers=workers, memory_budget=memory_budget,
+                        listeners=listeners,
                         destinations=destinations,
                         rules=ruleset, retry=retry, source=source)
 

@@ -28,6 +28,7 @@ import anyio
 
 from ..archive.peek import SOP_CLASS_UID, SOP_INSTANCE_UID
 from ..log import get_logger
+from ..net.budget import MemoryBudget
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
 from ..services import verification
@@ -57,6 +58,7 @@ class Router:
         self.queues = {name: ReadyQueue(fifo=d.max_associations == 1) for name, d in config.destinations.items()}
         self.stats = {name: DestinationStats() for name in config.destinations}
         self.syncer = DirSyncer(self.limiter)
+        self.budget = MemoryBudget(config.memory_budget)  # this process's: its listeners and its spool share it
         self.pools: dict[str, DestinationPool] = {}
         self.servers: list[Server] = []
         self.ports: list[int] = []
@@ -75,7 +77,7 @@ class Router:
                 await self._load(names)
             tags = c.rules.tags | {SOP_CLASS_UID, SOP_INSTANCE_UID}  # type: ignore[union-attr]
             store = SpoolStore(self.spool.received, sync=c.sync, index_tags=frozenset(tags),
-                               workers=self.limiter.total_tokens)
+                               workers=self.limiter.total_tokens, budget=self.budget)
             intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
                             limiter=self.limiter, syncer=self.syncer)
             shares = {name: share(d.max_associations, c.workers, self.process) for name, d in c.destinations.items()}
@@ -92,7 +94,8 @@ class Router:
                                   pools=self.pools, stats=self.stats, retry=c.retry, log=self.log,
                                   limiter=self.limiter, syncer=self.syncer, watch_inboxes=first,
                                   inbox_interval=HAND_OFF_INTERVAL if handing_off else 1.0)
-            self.servers = [self._server(li, intake, store, f"listener {i}") for i, li in enumerate(c.listeners, 1)]
+            self.servers = [self._server(li, intake, store, f"listener {i}", self.budget)
+                            for i, li in enumerate(c.listeners, 1)]
             with anyio.CancelScope() as self._cancel:
                 async with anyio.create_task_group() as tg:
                     for pool in self.pools.values():
@@ -124,7 +127,7 @@ class Router:
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def _server(self, li: Listener, intake: Intake, store: SpoolStore, where: str) -> Server:
+    def _server(self, li: Listener, intake: Intake, store: SpoolStore, where: str, budget: MemoryBudget) -> Server:
         dispatcher = Dispatcher()
         verification.install(dispatcher)
         if li.mode is Mode.PROXY:
@@ -136,7 +139,7 @@ class Router:
         config = ServerConfig(host=li.host, port=li.port, ae_title=li.ae_title, promiscuous=li.promiscuous,
                               allowed_calling=li.allowed_calling, max_associations=li.max_associations,
                               ul=UlConfig(max_pdu=li.max_pdu), max_operations=li.max_operations,
-                              spool_dir=str(self.spool.tmp), ssl_context=ssl_context,
+                              spool_dir=str(self.spool.tmp), ssl_context=ssl_context, memory_budget=budget,
                               reuse_port=self.config.workers > 1)
         return Server(config, dispatcher, log=self.log.bind(listener=f"{li.host}:{li.port}", mode=li.mode.value))
 

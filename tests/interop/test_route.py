@@ -483,6 +483,24 @@ def test_many_instances_share_a_few_pooled_associations_never_more_than_the_limi
     assert row["associations_opened"] == accepted_by_storescp and row["associations"] <= 2
 
 
+def test_a_router_with_a_1m_memory_budget_takes_and_forwards_100_associations_storing_at_once(tmp_path: Path) -> None:
+    port, dest_port = free_port(), free_port()
+    text = router_toml(port, destination_toml("PACS", "AIODICOM", dest_port, max_associations=4), default=["PACS"])
+    text = text.replace("[router]\n", '[router]\nmemory_budget = "1M"\n', 1)
+    with aiodicom_serve(tmp_path / "pacs", "--sync", "off", port=dest_port) as pacs:
+        with router(tmp_path / "router", text, port) as r:
+            done = aiodicom("load", HOST, str(port), "--aec", "ROUTER", "--op", "store", "--size", "256k", "-c", "100",
+                            "--count", "200", "--json", "--no-progress", timeout=300)
+            report = json.loads(done.stdout)
+            assert report["statuses"] == {"0x0000": 200}, report["errors_by_kind"]
+            delivered_logged(r, 200)
+            r.stop()
+            stopped = [json.loads(x) for x in r.output().splitlines() if '"router stopped"' in x]
+        stored = [p for p in pacs.storage.rglob("*.dcm") if ".incoming" not in p.parts]
+    assert len(stored) == 200
+    assert stopped and stopped[-1]["memory_budget_pauses"] > 0  # the budget was reached, and nothing was lost
+
+
 def test_a_destination_gets_the_syntax_it_prefers_among_those_it_accepts(corpus: Corpus, tmp_path: Path) -> None:
     inst = corpus["generated-implicit-le"]  # neither preference: the order decides which it is converted to
     port = free_port()

@@ -63,6 +63,18 @@ def test_defaults_of_a_minimal_file(tmp_path: Path) -> None:
     assert config.rules is not None and config.rules.default.action is Action.UNROUTED
     explicit = load_config(write(tmp_path, MINIMAL + '[router]\ndefault = "drop"\n'))
     assert explicit.rules is not None and explicit.rules.default.action is Action.DROP
+    assert config.memory_budget == 256 << 20
+
+
+@pytest.mark.parametrize(("value", "expected"), [('"64M"', 64 << 20), ('"1G"', 1 << 30), (str(8 << 20), 8 << 20)])
+def test_memory_budget_takes_a_size(tmp_path: Path, value: str, expected: int) -> None:
+    assert load_config(write(tmp_path, MINIMAL + f"[router]\nmemory_budget = {value}\n")).memory_budget == expected
+
+
+@pytest.mark.parametrize("value", ['"lots"', "1000", '"512k"', "true"])
+def test_memory_budget_below_1m_or_not_a_size_is_a_problem(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"router\.memory_budget: expected a size of at least 1M"):
+        load_config(write(tmp_path, MINIMAL + f"[router]\nmemory_budget = {value}\n"))
 
 
 def test_listener_and_destination_options(tmp_path: Path, tls_files: TlsFiles) -> None:
