@@ -265,18 +265,24 @@ def test_kill_9_while_forwarding_then_restart_delivers_every_acknowledged_instan
         assert_same_content(inst.stored_path(storage), inst)
 
 
+def send_to_both_processes(r: Running, port: int, instances: list[Instance], pacs: Running) -> None:
+    """Once both router processes listen, storescu each instance on its own association (the kernel spreads
+    them over both) and wait until the destination has them all and the router logged each delivery."""
+    wait_until(lambda: r.output().count('"event": "listening"') == 2, what="both processes listening")
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda inst: storescu(port, [inst.path], aec="ROUTER"), instances))
+    assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
+    wait_until(lambda: all(i.stored_path(pacs.storage).exists() for i in instances), timeout=60, what="delivered")
+    delivered_logged(r, len(instances))
+
+
 def test_two_router_processes_share_the_port_and_each_delivers_what_it_received(tmp_path: Path) -> None:
     instances = generated_series(tmp_path / "data", 24, pixel_bytes=16 * 1024, prefix="wk")
     port, dest_port = free_port(), free_port()
     text = router_toml(port, destination_toml("PACS", "AIODICOM", dest_port, max_associations=4), default=["PACS"],
                        workers=2)
     with aiodicom_serve(tmp_path / "pacs", port=dest_port) as pacs, router(tmp_path / "router", text, port) as r:
-        wait_until(lambda: r.output().count('"event": "listening"') == 2, what="both processes listening")
-        with ThreadPoolExecutor(4) as pool:  # one association per instance: the kernel spreads them over both
-            done = list(pool.map(lambda inst: storescu(port, [inst.path], aec="ROUTER"), instances))
-        assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
-        wait_until(lambda: all(i.stored_path(pacs.storage).exists() for i in instances), timeout=60, what="delivered")
-        delivered_logged(r, len(instances))
+        send_to_both_processes(r, port, instances, pacs)
         wait_until(lambda: (status(tmp_path / "router")["destinations"]["PACS"].get("delivered") or 0) == 24,
                    what="status adding up both processes")
         row = status(tmp_path / "router")
@@ -308,12 +314,7 @@ def test_a_one_association_destination_gets_one_association_from_two_router_proc
                        workers=2)
     with aiodicom_serve(tmp_path / "pacs", "--log-format", "json", port=dest_port) as pacs, \
             router(tmp_path / "router", text, port) as r:
-        wait_until(lambda: r.output().count('"event": "listening"') == 2, what="both processes listening")
-        with ThreadPoolExecutor(4) as pool:  # one association per instance: the kernel spreads them over both
-            done = list(pool.map(lambda inst: storescu(port, [inst.path], aec="ROUTER"), instances))
-        assert all(d.returncode == 0 for d in done), [d.stderr for d in done if d.returncode]
-        wait_until(lambda: all(i.stored_path(pacs.storage).exists() for i in instances), timeout=60, what="delivered")
-        delivered_logged(r, len(instances))
+        send_to_both_processes(r, port, instances, pacs)
         lines = routed_lines(r)
         accepted = [json.loads(x) for x in r.output().splitlines() if '"association accepted"' in x]
         at_pacs = pacs.output()

@@ -34,13 +34,18 @@ class Reader:
         self.log.append(f"resume {self.name}")
 
 
+def with_readers(n: int) -> tuple[MemoryBudget, list[Reader], list[str]]:
+    """A 1 MiB budget and `n` readers, what they were told in `log`."""
+    budget, log = MemoryBudget(1024 * KIB), []
+    readers = [Reader(str(i), log) for i in range(n)]
+    for r in readers:
+        budget.add_reader(r)
+    return budget, readers, log
+
+
 def test_spent_budget_stops_every_reader_and_drained_one_resumes_oldest_first() -> None:
     async def scenario() -> None:
-        budget = MemoryBudget(1024 * KIB)
-        log: list[str] = []
-        readers = [Reader(str(i), log) for i in range(3)]
-        for r in readers:
-            budget.add_reader(r)
+        budget, readers, log = with_readers(3)
         budget.take(600 * KIB)
         assert all(r.reading for r in readers)  # within the limit: nobody stops
         budget.take(600 * KIB)  # past it: all stop, not only the one that brought the bytes
@@ -57,15 +62,14 @@ def test_spent_budget_stops_every_reader_and_drained_one_resumes_oldest_first() 
 
 def test_resuming_lets_in_only_as_many_readers_as_the_room_could_take_one_read_of() -> None:
     async def scenario() -> None:
-        budget = MemoryBudget(1024 * KIB)
-        log: list[str] = []
-        readers = [Reader(str(i), log) for i in range(6)]
-        for r in readers:
-            budget.add_reader(r)
+        budget, readers, _ = with_readers(6)
         budget.take(1100 * KIB)
         budget.give(1100 * KIB)  # empty: 1 MiB of room, four reads of 256 KiB
         assert [r.reading for r in readers] == [True] * 4 + [False] * 2
-        await asyncio.sleep(0.05)  # the timer lets the rest in while there is room
+        for _ in range(1000):  # the budget's timer lets the rest in while there is room
+            if all(r.reading for r in readers):
+                break
+            await asyncio.sleep(0.005)
         assert all(r.reading for r in readers)
 
     asyncio.run(scenario())
