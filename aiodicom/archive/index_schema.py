@@ -12,6 +12,7 @@ before it commits, then drops any left empty.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -168,14 +169,27 @@ _DECODING: Final = {
 }
 
 
+# The values of a series' instances repeat (patient, study, series attributes): each distinct one is made
+# into column text once. Only values whose text does not depend on the character set are kept, never those
+# that differ in every instance, and the cache is emptied when it grows past its size.
+_TEXT_CACHE: dict[tuple[int, bytes], str] = {}
+_TEXT_CACHE_SIZE: Final = 20_000
+_PER_INSTANCE: Final = frozenset({0x00080018, 0x00200013, 0x00080012, 0x00080013, 0x00080023, 0x00080033})
+
+
 def _texts(attrs: Mapping[int, bytes], encodings: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
+    cache = _TEXT_CACHE
     for tag, raw in attrs.items():
         spec = _DECODING.get(tag)
         if not raw or spec is None:
             continue
         keyword, vr, delims = spec
         raw = bytes(raw)
+        text = cache.get((tag, raw))
+        if text is not None:
+            out[keyword] = text
+            continue
         if delims is None:
             text = raw.decode("latin-1")
         elif raw.isascii() and 0x1B not in raw:
@@ -184,8 +198,14 @@ def _texts(attrs: Mapping[int, bytes], encodings: list[str]) -> dict[str, str]:
             text = raw.decode("ascii")
         else:
             text = decode_bytes(raw, encodings, delims)
+            delims = ()  # depends on the character set: not cached
         # one value without PN structure: candidate_values would only clean it
-        out[keyword] = "\\".join(candidate_values(vr, text)) if vr == "PN" or "\\" in text else clean(vr, text)
+        text = "\\".join(candidate_values(vr, text)) if vr == "PN" or "\\" in text else clean(vr, text)
+        out[keyword] = text
+        if delims != () and tag not in _PER_INSTANCE:
+            if len(cache) >= _TEXT_CACHE_SIZE:
+                cache.clear()
+            cache[(tag, raw)] = text
     return out
 
 
@@ -196,12 +216,33 @@ def _integer(text: str) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _encodings(specific_character_set: bytes) -> list[str]:
+    """Python codecs of a raw Specific Character Set value (pydicom's conversion is slow, values are few)."""
+    charset = [c.strip() for c in specific_character_set.decode("ascii", "replace").split("\\")]
+    return convert_encodings(charset) if any(charset) else ["iso8859"]
+
+
+def _first(text: str) -> str:
+    return text.split("\\")[0]
+
+
+# a series' instances carry the same patient and study values: their columns are worked out once
+@functools.lru_cache(maxsize=4096)
+def _patient_row(name: str, birth_date: str, sex: str, other_ids: str) -> tuple[Any, ...]:
+    return name, fold(name), birth_date, normalize_da(_first(birth_date)), sex, other_ids
+
+
+@functools.lru_cache(maxsize=4096)
+def _study_row(date: str, time: str, accession: str, study_id: str, description: str,
+               referring: str) -> tuple[Any, ...]:
+    return (date, normalize_da(_first(date)), time, normalize_tm(_first(time)), accession, study_id, description,
+            referring, fold(referring))
+
+
 def decode(record: IndexRecord, storage_dir: Path) -> Decoded:
     """Decode a record's peeked values with its Specific Character Set into column values."""
-    cs_raw = record.attributes.get(0x00080005, b"")
-    charset = [c.strip() for c in bytes(cs_raw).decode("ascii", "replace").split("\\")] if cs_raw else []
-    encodings = convert_encodings([c for c in charset] or None) if any(charset) else ["iso8859"]
-    t = _texts(record.attributes, encodings)
+    t = _texts(record.attributes, _encodings(bytes(record.attributes.get(0x00080005, b""))))
     study_uid, series_uid = t.get("StudyInstanceUID", ""), t.get("SeriesInstanceUID", "")
     sop_uid = record.sop_instance_uid.strip(" \0") or t.get("SOPInstanceUID", "")
     if not (study_uid and series_uid and sop_uid):
@@ -209,18 +250,13 @@ def decode(record: IndexRecord, storage_dir: Path) -> Decoded:
     path, root = str(record.path), f"{storage_dir}{os.sep}"
     stored_path = path[len(root):] if path.startswith(root) else path  # relative: the archive folder can move
 
-    def first(keyword: str) -> str:
-        return t.get(keyword, "").split("\\")[0]
-
     return Decoded(
         patient_id=t.get("PatientID", ""),
-        patient=(t.get("PatientName", ""), fold(t.get("PatientName", "")), t.get("PatientBirthDate", ""),
-                 normalize_da(first("PatientBirthDate")), t.get("PatientSex", ""), t.get("OtherPatientIDs", "")),
+        patient=_patient_row(t.get("PatientName", ""), t.get("PatientBirthDate", ""), t.get("PatientSex", ""),
+                             t.get("OtherPatientIDs", "")),
         study_uid=study_uid,
-        study=(t.get("StudyDate", ""), normalize_da(first("StudyDate")), t.get("StudyTime", ""),
-               normalize_tm(first("StudyTime")), t.get("AccessionNumber", ""), t.get("StudyID", ""),
-               t.get("StudyDescription", ""), t.get("ReferringPhysicianName", ""),
-               fold(t.get("ReferringPhysicianName", ""))),
+        study=_study_row(t.get("StudyDate", ""), t.get("StudyTime", ""), t.get("AccessionNumber", ""),
+                         t.get("StudyID", ""), t.get("StudyDescription", ""), t.get("ReferringPhysicianName", "")),
         series_uid=series_uid,
         series=(t.get("Modality", ""), _integer(t.get("SeriesNumber", "")), t.get("SeriesDescription", ""),
                 t.get("BodyPartExamined", "")),

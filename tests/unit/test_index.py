@@ -196,6 +196,21 @@ async def test_character_sets_are_decoded_before_indexing(tmp_path: Path):
         assert [r["PatientName"] for r in found] == ["Yamada^Tarou=山田^太郎"]
 
 
+async def test_same_bytes_in_two_character_sets_index_as_two_names(tmp_path: Path):
+    # Values are made into text once per distinct raw value (index_schema._texts): bytes whose meaning
+    # depends on the character set must not take the text they had under another one.
+    raw = "Müller^Jürgen".encode("latin-1")  # in ISO_IR 144 (Cyrillic) the same bytes read otherwise
+    latin = instance("L1", "4.1", "4.1.1", "4.1.1.1", SpecificCharacterSet="ISO_IR 100")
+    cyrillic = instance("C1", "4.2", "4.2.1", "4.2.1.1", SpecificCharacterSet="ISO_IR 144")
+    recs = [record(tmp_path, latin), record(tmp_path, cyrillic)]
+    for rec in recs:
+        rec.attributes[0x00100010] = raw  # type: ignore[index]
+    async with await SqliteIndex.open(tmp_path) as idx:
+        await idx.add(recs)
+        names = {r["PatientID"]: r["PatientName"] for r in await rows(idx, Level.STUDY, PatientName="*")}
+    assert names == {"L1": raw.decode("latin-1"), "C1": raw.decode("iso8859_5")}
+
+
 class CountingMatcher(Matcher):
     """Accepts everything but counts the rows it saw: a residual Python filter has no SQL."""
 
