@@ -453,7 +453,9 @@ class RuleSet:
                 break
         if not matched:
             rule = self.default
-            if not rule.matches(facts) or rule.action is Action.DROP:
+            if not rule.matches(facts):  # a default with conditions they exclude: nothing said to drop it
+                return Decision(Action.UNROUTED, (), ("default",))
+            if rule.action is Action.DROP:
                 return Decision(Action.DROP, (), ("default",))
             if rule.action in (Action.REJECT, Action.UNROUTED):
                 return Decision(rule.action, (), ("default",))

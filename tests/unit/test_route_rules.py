@@ -259,6 +259,13 @@ def test_without_a_default_an_instance_no_rule_matches_is_refused_not_dropped() 
     assert matched.action is Action.FORWARD  # only what no rule matches is refused
 
 
+def test_a_default_whose_own_conditions_exclude_an_instance_refuses_it_too() -> None:
+    # default = { forward = [...], modality = "MR" }: a CT instance matched nothing at all
+    rs = _ruleset({"calling_ae": "NOBODY", "forward": ["RESEARCH"]}, default={"forward": ["PACS"], "modality": "MR"})
+    assert rs.route(facts()).action is Action.UNROUTED
+    assert rs.route(facts(Modality=b"MR")).action is Action.FORWARD
+
+
 @pytest.mark.parametrize("where", ["default", "rule"])
 def test_unrouted_is_not_an_action_one_can_configure(where: str) -> None:
     tables = [{"calling_ae": "X", "action": "unrouted"}] if where == "rule" else []
