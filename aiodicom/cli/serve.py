@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import os
 import signal
 import subprocess
 import tomllib
 from pathlib import Path
 
 import anyio
+import structlog
 
 from ..archive.catchup import catch_up
 from ..archive.feeder import FedIndex, IndexFeeder
@@ -198,6 +200,8 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
 
 async def main(args: argparse.Namespace) -> int:
     setup_logging(args, default="info")
+    if args.workers > 1 or args.worker:  # their lines interleave, and association ids restart in each process
+        structlog.contextvars.bind_contextvars(pid=os.getpid())
     log = get_logger()
     try:
         load_peers(args)

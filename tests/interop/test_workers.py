@@ -88,6 +88,9 @@ def test_two_workers_store_and_index_everything_four_senders_send(tmp_path: Path
         server.stop(signal.SIGTERM)
         log = server.output()
     assert log.count('"event": "listening"') == 2
+    # with workers every line says which process wrote it: both served associations
+    accepted = [json.loads(line) for line in log.splitlines() if '"association accepted"' in line]
+    assert {a.get("pid") for a in accepted} == set(pids)
     assert '"event": "worker stopped"' in log and '"exit_code": 0' in log
     assert server.proc.returncode == 0
 
