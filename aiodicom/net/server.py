@@ -143,6 +143,7 @@ class Server:
         try:
             await assoc.run()
         finally:
+            assoc.on_associate = None  # the closure refers back to assoc: a cycle only the GC would collect
             self.associations.discard(assoc)
             self._release(assoc)
             if assoc.assoc_rq is not None:
