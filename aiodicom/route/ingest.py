@@ -41,6 +41,7 @@ from .attributes import Facts
 from .morph import Morph
 from .queue import DirSyncer, Entry, ReadyQueue, Spool, entry_name, new_name
 from .rules import Action, Decision, Delivery, RuleSet
+from .status import DestinationStats
 
 UNROUTED_COMMENT: Final = "no rule matches and no default action is configured"
 HEAD: Final = 65_536  # data set bytes the rules may look at before the commit
@@ -157,8 +158,9 @@ class Intake:
 
     def __init__(self, *, rules: RuleSet, spool: Spool, queues: dict[str, ReadyQueue], log: Any,
                  limiter: anyio.CapacityLimiter | None = None, syncer: DirSyncer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, stats: dict[str, DestinationStats] | None = None) -> None:
         self.rules, self.spool, self.queues, self.log = rules, spool, queues, log
+        self.stats = stats or {}  # counts what is queued for each destination (route status: in/min)
         self.limiter = limiter
         self.syncer = syncer or DirSyncer(limiter)
         self.clock = clock
@@ -244,7 +246,11 @@ class Intake:
         return Result(status=st.SUCCESS)
 
     def _push(self, entries: list[Entry]) -> None:
+        now = self.clock()
         for entry in entries:
+            stats = self.stats.get(entry.destination)
+            if stats is not None:
+                stats.queued(now)
             if entry.destination not in self.spool.hand_off:  # the first process takes those from inbox/
                 self.queues[entry.destination].push(entry)
 

@@ -79,7 +79,7 @@ class Router:
             store = SpoolStore(self.spool.received, sync=c.sync, index_tags=frozenset(tags),
                                workers=self.limiter.total_tokens, budget=self.budget)
             intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
-                            limiter=self.limiter, syncer=self.syncer)
+                            limiter=self.limiter, syncer=self.syncer, stats=self.stats)
             shares = {name: share(d.max_associations, c.workers, self.process) for name, d in c.destinations.items()}
             # no share of a destination's associations (it has fewer than there are processes): its
             # instances go to the first process through inbox/, so the destination's limit holds

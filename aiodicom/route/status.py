@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from .queue import DEAD, INBOX, QUEUE, STATUS_FILE, Entry, Spool, name_time
 
-RATE_WINDOW: Final = 60  # seconds the delivery rate is averaged over
+RATE_WINDOW: Final = 60  # seconds the rates (queued, delivered) are averaged over
 STALE_AFTER: Final = 15.0  # a status file older than this is from a router that is not running
 
 
@@ -46,6 +46,7 @@ class RateMeter:
 
 @dataclass(slots=True)
 class DestinationStats:
+    queued_in: int = 0  # entries this run queued for the destination (instances received for it)
     delivered: int = 0
     failed_attempts: int = 0  # instance-level failures (status, no context, association lost mid-operation)
     unreachable: int = 0  # attempts that found the destination down (connection refused, rejected)
@@ -54,14 +55,20 @@ class DestinationStats:
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock: an old error under recent deliveries is history
     last_delivery: float | None = None
-    rate: RateMeter = field(default_factory=RateMeter)
+    rate: RateMeter = field(default_factory=RateMeter)  # deliveries
+    in_rate: RateMeter = field(default_factory=RateMeter)  # entries queued: above the delivery rate, the queue grows
+
+    def queued(self, now: float, n: int = 1) -> None:
+        self.queued_in += n
+        self.in_rate.add(now, n)
 
     def error(self, text: str, now: float | None = None) -> None:
         self.last_error, self.last_error_at = text, time.time() if now is None else now
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "rate"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("rate", "in_rate")}
         out["rate_per_minute"] = round(self.rate.per_minute(now), 1)
+        out["queued_per_minute"] = round(self.in_rate.per_minute(now), 1)
         return out
 
 
@@ -96,8 +103,8 @@ def status_file(process: int) -> str:
     return STATUS_FILE if process == 0 else f"status.{process}.json"
 
 
-_SUMMED: Final = ("in_flight", "delivered", "failed_attempts", "unreachable", "rate_per_minute", "associations",
-                  "associations_opened")
+_SUMMED: Final = ("in_flight", "queued_in", "delivered", "failed_attempts", "unreachable", "queued_per_minute",
+                  "rate_per_minute", "associations", "associations_opened")
 
 
 def _live_status(root: Path, now: float) -> dict[str, Any]:
@@ -146,9 +153,9 @@ def read_status(root: Path, configured: Iterable[str] = (), now: float | None = 
                                "dead_letters": dead}
         stats = live.get("destinations", {}).get(name) if running else None
         if stats:
-            row.update({k: stats.get(k) for k in ("in_flight", "delivered", "failed_attempts", "unreachable",
-                                                  "rate_per_minute", "last_error", "paused_for", "associations",
-                                                  "associations_opened")})
+            row.update({k: stats.get(k) for k in ("in_flight", "queued_in", "delivered", "failed_attempts",
+                                                  "unreachable", "queued_per_minute", "rate_per_minute", "last_error",
+                                                  "paused_for", "associations", "associations_opened")})
             at = stats.get("last_error_at")
             row["last_error_age"] = round(now - at, 1) if isinstance(at, (int, float)) else None
         out["destinations"][name] = row
@@ -182,15 +189,16 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [f"spool {status['spool']}: " + (running if status["running"] else "router not running")]
     for li in status["listeners"]:
         lines.append(f"  listening on {li}")
-    header = ("destination", "queued", "oldest", "dead", "in flight", "delivered", "per min", "failures", "last error")
+    header = ("destination", "queued", "oldest", "dead", "in flight", "delivered", "in/min", "out/min", "failures",
+              "last error")
     rows = [header]
     for name, d in status["destinations"].items():
         failures = d.get("failed_attempts")
         if failures is not None and d.get("unreachable"):
             failures = f"{failures} (+{d['unreachable']} unreachable)"
         rows.append((name, str(d["queued"]), _age(d["oldest_age"]), str(d["dead_letters"]),
-                     _dash(d.get("in_flight")), _dash(d.get("delivered")), _dash(d.get("rate_per_minute")),
-                     _dash(failures), _last_error(d)))
+                     _dash(d.get("in_flight")), _dash(d.get("delivered")), _dash(d.get("queued_per_minute")),
+                     _dash(d.get("rate_per_minute")), _dash(failures), _last_error(d)))
     if len(rows) == 1:
         lines.append("  no destinations")
         return "\n".join(lines)

@@ -329,10 +329,12 @@ async def test_acknowledged_instances_wait_on_disk_through_a_restart_and_are_del
         tmp_path: Path, instances: list[Instance]) -> None:
     dest_port = free_port()
     config = router_config(tmp_path, dest_port)
-    async with running_router(config) as (_, port):  # the destination is down
+    async with running_router(config) as (first, port):  # the destination is down
         statuses = await send(port, *(i.path for i in instances))
         assert [s.code for s in statuses] == [0, 0, 0]
         assert len(queued(config)) == 3  # Success came after the entries were on disk
+        row = first.snapshot()["destinations"]["DEST"]
+        assert (row["queued_in"], row["queued_per_minute"], row["delivered"]) == (3, 3.0, 0)  # in, not out
     async with destination(tmp_path, dest_port) as store, running_router(config) as (router, _):
         await until(lambda: all(i.stored_path(store.root).exists() for i in instances) and not queued(config),
                     "delivered after the restart")
@@ -566,7 +568,8 @@ def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
     pid = os.getpid()  # alive: the status files count as the running router's
 
     def write(name: str, delivered: int, rate: float, error: str | None, error_at: float | None = None) -> None:
-        row = {"delivered": delivered, "rate_per_minute": rate, "in_flight": 1, "failed_attempts": 0,
+        row = {"delivered": delivered, "rate_per_minute": rate, "queued_per_minute": 2 * rate, "in_flight": 1,
+               "failed_attempts": 0,
                "unreachable": 0, "associations": 2, "paused_for": 0, "last_error": error, "last_error_at": error_at}
         (tmp_path / name).write_text(json.dumps({"pid": pid, "updated": now, "listeners": ["ROUTER@x:1"],
                                                  "destinations": {"PACS": row}}))
@@ -579,6 +582,8 @@ def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
     row = status["destinations"]["PACS"]
     assert status["running"] and status["workers"] == [pid]
     assert (row["delivered"], row["rate_per_minute"], row["in_flight"], row["associations"]) == (15, 90.0, 2, 4)
+    assert row["queued_per_minute"] == 180.0
+    assert "in/min" in format_status(status) and "180.0" in format_status(status)
     assert (row["last_error"], row["last_error_age"]) == ("refused", 90.0)
     assert "refused (1.5m ago)" in format_status(status)
 
