@@ -315,7 +315,10 @@ async def connect(
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ConnectionFailed(f"cannot connect to {host}:{port}: {reason}") from None
     log = (log or get_logger()).bind(peer=f"{host}:{port}", calling=calling_ae, called=called_ae)
-    assoc = Association(stream, role=Role.REQUESTOR, ul_config=UlConfig(max_pdu=max_pdu, request_timeout=acse_timeout),
+    # ARTIM bounds the wait in Sta13 for the peer to close after our A-ABORT (PS3.8 §9.1.5): no longer than
+    # the caller's own timeout, or a peer that stopped answering holds us ~10 s past a 1 s timeout
+    ul = UlConfig(max_pdu=max_pdu, request_timeout=acse_timeout, artim=min(UlConfig().artim, acse_timeout))
+    assoc = Association(stream, role=Role.REQUESTOR, ul_config=ul,
                         log=log, dimse_timeout=dimse_timeout, dispatcher=dispatcher, peer=stream.peer())
     assoc.assoc_rq = rq
     assoc.ul.send(rq)  # Evt1 → Sta4; the transport is already open, so connection_made (Evt2) sends it

@@ -7,6 +7,7 @@ import gc
 import weakref
 
 import anyio
+import anyio.abc
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -68,6 +69,28 @@ async def test_ended_associations_are_freed_by_reference_counting_alone(tmp_path
             assert [r() for r in ends] == [None] * 6
     finally:
         gc.enable()
+
+
+async def test_a_peer_that_never_answers_is_given_up_within_the_callers_timeout_not_artims():
+    # After the ACSE timeout we send A-ABORT and wait in Sta13 for the peer to close (PS3.8 §9.1.5) for at
+    # most ARTIM: bounded by the caller's timeout, not the 10 s default, which held every client ~10 s
+    # past a 0.5 s timeout against a hung PACS.
+    held: list[anyio.abc.SocketStream] = []
+
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        held.append(stream)  # accepts, reads nothing, answers nothing, never closes
+        await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, silent)
+        with anyio.fail_after(5):  # a guard against the old 10.5 s, not a measure of speed
+            with pytest.raises(AssociationTimeout):
+                async with aiodicom.connect("127.0.0.1", port, called_ae="SILENT", acse_timeout=0.5):
+                    pass
+        assert held  # the connection was made: the timeout is the association's, not the TCP connect's
+        tg.cancel_scope.cancel()
 
 
 async def test_stored_file_holds_the_data_set_byte_for_byte(tmp_path):
