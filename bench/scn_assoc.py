@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from aiodicom.load import procstat
 from bench import peers
 from bench.core import Bench, Ratio, aiodicom_cli, load_json, timed
 
@@ -134,13 +135,6 @@ def storing_case(bench: Bench) -> str:
     return f"{storing_count(bench):,} storing at once, 256 KB, 4 MiB budget"
 
 
-def _kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
 def storing_at_once(bench: Bench, rep: int) -> None:
     """`load -c N --op store` into serve with a 4 MiB budget: peak RSS growth, and that every store succeeded."""
     n, case, scenario = storing_count(bench), storing_case(bench), "hold"
@@ -148,11 +142,14 @@ def storing_at_once(bench: Bench, rep: int) -> None:
     try:
         with peers.aiodicom_serve(workdir, "--memory-budget", str(STORING_BUDGET), "--max-pdu", str(STORING_PDU),
                                   sync=False) as server:
-            before = _kib(server.pid, "VmRSS")
+            before = procstat.sample(server.pid, tree=False)
             seconds, done = timed(aiodicom_cli("load", peers.HOST, str(server.port), "--aec", server.aet, "--op",
                                                "store", "--size", "256k", "-c", str(n), "--count", str(2 * n),
                                                "--json", "--no-progress", "--timeout", "120"), timeout=1200)
-            growth = (_kib(server.pid, "VmHWM") - before) / 1024
+            peak = procstat.peak_rss(server.pid)
+            if before is None or peak is None:
+                raise RuntimeError("the server ended during the run")
+            growth = (peak - before.rss) / (1 << 20)
             report = load_json(done)
         bench.record(scenario, case, AIODICOM, "MiB peak RSS growth", round(growth, 1), transferred=int(report["ok"]),
                      expected=2 * n, stores_per_s=round(report["ops_per_s"], 1))

@@ -36,7 +36,7 @@ from ..uids import (
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     VERIFICATION,
 )
-from ..ul.machine import Role, UlConfig
+from ..ul.machine import ARTIM, Role, UlConfig
 from ..ul.pdu import (
     AssociateRQ,
     AsyncOpsWindow,
@@ -317,7 +317,7 @@ async def connect(
     log = (log or get_logger()).bind(peer=f"{host}:{port}", calling=calling_ae, called=called_ae)
     # ARTIM bounds the wait in Sta13 for the peer to close after our A-ABORT (PS3.8 §9.1.5): no longer than
     # the caller's own timeout, or a peer that stopped answering holds us ~10 s past a 1 s timeout
-    ul = UlConfig(max_pdu=max_pdu, request_timeout=acse_timeout, artim=min(UlConfig().artim, acse_timeout))
+    ul = UlConfig(max_pdu=max_pdu, request_timeout=acse_timeout, artim=min(ARTIM, acse_timeout))
     assoc = Association(stream, role=Role.REQUESTOR, ul_config=ul,
                         log=log, dimse_timeout=dimse_timeout, dispatcher=dispatcher, peer=stream.peer())
     assoc.assoc_rq = rq

@@ -8,7 +8,7 @@ Bytes in → events out (`receive_data`), primitives in → bytes out (`send`, `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from . import events as ev
 from .constants import AbortReason, AbortSource, ContextResult, PduType
@@ -48,11 +48,14 @@ class Role:
     ACCEPTOR = "acceptor"
 
 
+ARTIM: Final = 10.0  # seconds, unless configured
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UlConfig:
     max_pdu: int = 262_144  # the largest P-DATA-TF we accept (advertised as Maximum Length, PS3.8 D.1)
     max_associate_pdu: int = 1 << 20  # A-ASSOCIATE-RQ/AC larger than this are refused from their header
-    artim: float = 10.0  # ARTIM: a total deadline for Sta2 and Sta13 (PS3.8 §9.1.5)
+    artim: float = ARTIM  # a total deadline for Sta2 and Sta13 (PS3.8 §9.1.5)
     request_timeout: float = 30.0  # requestor: wait for A-ASSOCIATE-AC/RJ or A-RELEASE-RP
 
 

@@ -6,11 +6,11 @@ the server's peak RSS stays within budget + what each association may hold by it
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
+from aiodicom.load import procstat
 from tests.peers import HOST, aiodicom, aiodicom_serve
 from tests.rawdicom import raise_nofile_limit
 
@@ -27,12 +27,6 @@ MAX_PDU = 16_384
 PER_ASSOCIATION = 2 * MAX_PDU + (64 << 10)
 
 
-def _kib(status: str, field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
-    assert match, f"no {field} in /proc status"
-    return int(match[1])
-
-
 def test_1000_associations_storing_at_once_stay_within_the_memory_budget(tmp_path: Path) -> None:
     limit = raise_nofile_limit()  # inherited by the server and the load generator
     assert limit >= N + 256, f"RLIMIT_NOFILE hard limit {limit} is too low for {N} associations"
@@ -40,11 +34,10 @@ def test_1000_associations_storing_at_once_stay_within_the_memory_budget(tmp_pat
             "--max-associations", str(2 * N), "--max-associations-per-host", str(2 * N),
             "--log-format", "json", "--log-level", "info")
     with aiodicom_serve(tmp_path, *args) as server:
-        status = Path(f"/proc/{server.proc.pid}/status")
-        before = _kib(status.read_text(), "VmRSS")
+        before = procstat.sample(server.proc.pid, tree=False)
         done = aiodicom("load", HOST, str(server.port), "--aec", "AIODICOM", "--op", "store", "--size", "256k",
                         "-c", str(N), "--count", str(INSTANCES), "--json", "--no-progress", timeout=600)
-        peak = _kib(status.read_text(), "VmHWM")
+        peak = procstat.peak_rss(server.proc.pid)
         server.stop()
         log = server.output()
     assert done.returncode == 0, done.stderr[-2000:]
@@ -59,6 +52,7 @@ def test_1000_associations_storing_at_once_stay_within_the_memory_budget(tmp_pat
     assert stopped, log[-2000:]
     assert stopped[-1]["memory_budget_refusals"] > 0  # instances went to disk at once for want of room
     assert stopped[-1]["memory_budget_pauses"] > 0  # and connections waited for it
-    growth = (peak - before) << 10
+    assert before is not None and peak is not None
+    growth = peak - before.rss
     bound = BUDGET + N * PER_ASSOCIATION
     assert growth <= bound, f"peak RSS grew {growth >> 20} MiB, over the bound of {bound >> 20} MiB"
