@@ -58,7 +58,9 @@ class Dispatcher(Protocol):
 
     def open_sink(self, assoc: Association, message: Request, context_id: int) -> Sink | None: ...
 
-    async def handle(self, assoc: Association, message: Request, context_id: int, payload: Any) -> None: ...
+    def begin(self, assoc: Association, message: Request, context_id: int, payload: Any) -> Any: ...
+
+    async def handle(self, operation: Any) -> None: ...
 
     def cancel(self, assoc: Association, message_id: int) -> None: ...
 
@@ -379,15 +381,16 @@ class Association:
             await self._window.acquire()  # backpressure: no more reading while the window is full
         self._inflight += 1
         self._idle.clear()
+        operation = self.dispatcher.begin(self, message, context_id, payload)  # before any C-CANCEL is read
         if self._serial and self.dispatcher.runs_inline(message):
             # One operation at a time, and a handler that finishes by itself without the reader: no task.
-            await self._serve(message, context_id, payload)
+            await self._serve(message, operation, payload)
         else:
-            self._tg.start_soon(self._serve, message, context_id, payload)
+            self._tg.start_soon(self._serve, message, operation, payload)
 
-    async def _serve(self, message: Request, context_id: int, payload: Any) -> None:
+    async def _serve(self, message: Request, operation: Any, payload: Any) -> None:
         try:
-            await self.dispatcher.handle(self, message, context_id, payload)  # type: ignore[union-attr]
+            await self.dispatcher.handle(operation)  # type: ignore[union-attr]
         except AssociationError:
             pass  # the association ended under the handler; the reader reports why
         except Exception:

@@ -126,10 +126,19 @@ class Dispatcher:
         if req is not None:
             req.cancelled.set()
 
-    async def handle(self, assoc: Association, message: Request, context_id: int, payload: Any) -> None:
+    def begin(self, assoc: Association, message: Request, context_id: int, payload: Any) -> ServiceRequest:
+        """Register an operation as soon as its request is read, before its task runs: a C-CANCEL read in
+        the same chunk right behind it must find it (PS3.7 §9.3.2.3)."""
         abstract, ts = assoc.negotiated.contexts[context_id]
         req = ServiceRequest(message=message, context_id=context_id, abstract_syntax=abstract,
                              transfer_syntax=ts, payload=payload, assoc=assoc)
+        if type(message) in self.handlers and not isinstance(payload, ReceiveFailed):
+            self._operations[(assoc.id, message.message_id)] = req  # type: ignore[attr-defined]
+        return req
+
+    async def handle(self, req: ServiceRequest) -> None:
+        """Run a begun operation's handler and answer it."""
+        message, assoc, payload = req.message, req.assoc, req.payload
         rsp_type: type[Response] = MESSAGE_TYPES[message.command_field | 0x8000]  # type: ignore[assignment]
         if isinstance(payload, ReceiveFailed):
             await self._respond(req, rsp_type, Result(status=payload.status, error_comment=payload.comment))
@@ -139,10 +148,9 @@ class Dispatcher:
             # PS3.7 C.4.2: the operation is not one this SCP performs on this SOP class
             await assoc.send(rsp_type.for_request(message, st.UNRECOGNIZED_OPERATION,
                                                   error_comment=f"{type(message).__name__} not supported"),
-                             context_id)
+                             req.context_id)
             return
         key = (assoc.id, message.message_id)  # type: ignore[attr-defined]
-        self._operations[key] = req
         try:
             outcome = handler(req)
             if inspect.isasyncgen(outcome) or hasattr(outcome, "__anext__"):
@@ -159,7 +167,8 @@ class Dispatcher:
             await self._respond(req, rsp_type, Result(status=failure_status(message),
                                                       error_comment=f"processing failed: {exc}"))
         finally:
-            self._operations.pop(key, None)
+            if self._operations.get(key) is req:  # a peer reusing a message ID must not unregister another
+                del self._operations[key]
 
     async def _stream(self, req: ServiceRequest, rsp_type: type[Response], items: AsyncIterator[Any]) -> None:
         """Each item a Pending response; the end (or a final Result) the final one. After a C-CANCEL the

@@ -16,13 +16,14 @@ from pydicom.uid import generate_uid
 import aiodicom
 from aiodicom.dimse import status as st
 from aiodicom.dimse.dataset import EncodedDataset
-from aiodicom.dimse.messages import CEchoRQ, CStoreRQ
+from aiodicom.dimse.messages import CEchoRQ, CFindRQ, CStoreRQ
 from aiodicom.net.dispatch import Dispatcher, Result
 from aiodicom.net.errors import AssociationAborted, AssociationRejected, AssociationTimeout, NoPresentationContext
 from aiodicom.services import verification
 from aiodicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION
 from aiodicom.ul.pdu import AsyncOpsWindow, UserIdentityRQ
 
+from .. import rawdicom as raw
 from .conftest import running_server
 
 pytestmark = pytest.mark.anyio
@@ -414,3 +415,46 @@ async def test_invalid_sop_instance_uid_is_refused_with_0117_and_nothing_written
             assert (await assoc.store(copy.deepcopy(ds))).ok
     assert [p.name for p in (tmp_path / "storage").rglob("*.dcm")] == [ds.SOPInstanceUID + ".dcm"]
     assert not list(tmp_path.rglob("x*"))
+
+
+async def test_a_c_cancel_read_in_the_same_chunk_as_its_request_cancels_it(tmp_path):
+    """PS3.7 §9.3.2.3: a C-CANCEL may follow its request at once. Read in one chunk with it, it must still find
+    the operation, whose task has not yet started: the find ends with Cancel, not with all its matches."""
+    study_root_find = "1.2.840.10008.5.1.4.1.2.2.1"
+    many = 200
+    yielded = 0
+
+    async def find(req):
+        nonlocal yielded
+        for _ in range(many):
+            yielded += 1
+            yield raw.element(0x00080052, raw.text("STUDY"))
+
+    dispatcher = Dispatcher()
+    dispatcher.support([study_root_find], [IMPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CFindRQ, find)
+    find_rq = raw.command_set({raw.TAG_AFFECTED_SOP_CLASS: raw.ui(study_root_find), raw.TAG_COMMAND_FIELD: raw.us(0x0020),
+                               raw.TAG_MESSAGE_ID: raw.us(7), raw.TAG_PRIORITY: raw.us(0), raw.TAG_DATA_SET_TYPE: raw.us(0)})
+    cancel_rq = raw.command_set({raw.TAG_COMMAND_FIELD: raw.us(0x0FFF), raw.TAG_MESSAGE_ID_RESPONDED: raw.us(7),
+                                 raw.TAG_DATA_SET_TYPE: raw.us(raw.NO_DATA_SET)})
+    identifier = raw.element(0x00080052, raw.text("STUDY")) + raw.element(0x0020000D, b"")
+
+    def client(port: int) -> list[int]:
+        with raw.RawClient.connect("127.0.0.1", port) as peer:
+            accept = peer.associate("AIODICOM", "RAWCLIENT", [raw.ProposedContext(1, study_root_find)])
+            assert accept.accepted(1)
+            # request, identifier and cancel in one P-DATA-TF, so the server reads them in one chunk
+            assert peer.send(raw.p_data_tf(raw.pdv(1, find_rq, command=True, last=True),
+                                           raw.pdv(1, identifier, command=False, last=True),
+                                           raw.pdv(1, cancel_rq, command=True, last=True)))
+            statuses = []
+            while not statuses or statuses[-1] in (st.PENDING, 0xFF01):
+                fields, _ = peer.read_message()
+                statuses.append(raw.us_of(fields, raw.TAG_STATUS))
+            peer.release()
+            return statuses
+
+    async with running_server(tmp_path, dispatcher=dispatcher) as server:
+        statuses = await anyio.to_thread.run_sync(client, server.port)
+    assert statuses[-1] == st.CANCEL, [hex(s) for s in statuses]
+    assert len(statuses) - 1 < many and yielded < many
