@@ -12,7 +12,7 @@ import anyio
 
 from ..log import configure
 from ..net.errors import AssociationError, ConnectionFailed
-from ..net.transport import client_ssl_context
+from ..net import tlsfiles
 
 EXIT_OK = 0
 EXIT_FAILURE_STATUS = 1  # some operation answered a non-success status
@@ -71,20 +71,29 @@ class UsageError(Exception):
     """A bad option value found after parsing (e.g. a TLS file that cannot be read): one line, exit 2."""
 
 
-def tls_context(make: Callable[..., ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
-    """`make(*args)`, with an unreadable or unusable certificate, key or CA file as a UsageError."""
+def _tls_label(name: str) -> str:
+    return f"--tls-{name}" if name else "TLS"
+
+
+def server_tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """An SCP's context for --tls-cert/--tls-key/--tls-ca; a file that cannot be loaded is a UsageError naming it."""
+    if not args.tls_cert:
+        return None
     try:
-        return make(*args, **kwargs)
-    except (OSError, ssl.SSLError) as exc:
-        files = ", ".join(str(a) for a in (*args, *kwargs.values()) if isinstance(a, str))
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"TLS: cannot load {files}: {reason}") from None
+        return tlsfiles.server_context(args.tls_cert, args.tls_key, args.tls_ca, label=_tls_label)
+    except tlsfiles.TlsFileError as exc:
+        raise UsageError(f"TLS: {exc}") from None
 
 
-def ssl_from_args(args: argparse.Namespace):
+def ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """An SCU's context for --tls/--tls-ca/--tls-cert/--tls-key; a file that cannot be loaded is a UsageError."""
     if not (args.tls or args.tls_ca or args.tls_cert):
         return None
-    return tls_context(client_ssl_context, args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify)
+    try:
+        return tlsfiles.client_context(args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify,
+                                       label=_tls_label)
+    except tlsfiles.TlsFileError as exc:
+        raise UsageError(f"TLS: {exc}") from None
 
 
 def fail(message: str, code: int) -> int:

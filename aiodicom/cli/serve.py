@@ -25,11 +25,10 @@ from ..log import get_logger
 from ..net.budget import DEFAULT_LIMIT, SMALLEST_LIMIT, MemoryBudget
 from ..net.dispatch import Dispatcher
 from ..net.server import Server, ServerConfig
-from ..net.transport import server_ssl_context
 from ..services import commitment, mpps, printing, query, retrieve, storage, verification, worklist
 from ..services.retrieve import Peer
 from ..ul.machine import UlConfig
-from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging, tls_context
+from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, server_tls_from_args, setup_logging
 from .workers import die_with_parent, start_worker, stop_workers
 
 
@@ -183,7 +182,7 @@ def build(args: argparse.Namespace, store: FileStore, index: ArchiveIndex, workf
             reports.retries = False
         elif getattr(args, "worklist", None):
             background.append(worklist.WorklistFolder(workflow, args.worklist).run)
-    ssl_context = tls_context(server_ssl_context, args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
+    ssl_context = server_tls_from_args(args)
     config = ServerConfig(
         host=args.host, port=args.port, ae_title=args.aet, promiscuous=args.promiscuous,
         allowed_calling=frozenset(args.allow_aet) if args.allow_aet else None,

@@ -159,15 +159,23 @@ def test_dcmtk_storescp_without_peer_verification_accepts_aiodicom_without_clien
     assert done.returncode == 0, done.stderr
 
 
-def test_an_unreadable_tls_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_an_unreadable_tls_file_is_one_line_naming_its_option_and_exit_2(tmp_path: Path, tls_files: TlsFiles) -> None:
     missing = tmp_path / "missing-ca.pem"
     not_a_cert = tmp_path / "not-a-cert.pem"
     not_a_cert.write_text("hello\n")
-    for argv in (("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(missing)),
-                 ("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(not_a_cert)),
-                 ("serve", "--port", "0", "--storage", str(tmp_path / "s"), "--tls-cert", str(missing),
-                  "--tls-key", str(missing))):
+    storage = str(tmp_path / "s")
+    cases = (
+        (("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(missing)), f"--tls-ca: cannot load {missing}: "),
+        (("echo", "127.0.0.1", "1", "--tls", "--tls-ca", str(not_a_cert)), f"--tls-ca: cannot load {not_a_cert}: "),
+        (("serve", "--port", "0", "--storage", storage, "--tls-cert", str(missing), "--tls-key", str(missing)),
+         f"--tls-cert: cannot load {missing}: "),
+        # a good certificate with another's key: OpenSSL alone says only "[SSL: KEY_VALUES_MISMATCH]"
+        (("serve", "--port", "0", "--storage", storage, "--tls-cert", str(tls_files.server_cert),
+          "--tls-key", str(tls_files.client_key)),
+         f"--tls-key: cannot load {tls_files.client_key} as the private key of {tls_files.server_cert}: "),
+    )
+    for argv, expected in cases:
         done = aiodicom(*argv)
         assert done.returncode == 2, done.stderr
         line = single_error_line(done)
-        assert line.startswith("aiodicom: TLS: cannot load ") and str(argv[-1]) in line, line
+        assert line.startswith(f"aiodicom: TLS: {expected}"), line
