@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
-
-from pydicom._uid_dict import UID_dictionary
-from pydicom.uid import AllTransferSyntaxes
+import functools
+from typing import Any, Final
 
 VERIFICATION: Final = "1.2.840.10008.1.1"
 
@@ -18,19 +16,37 @@ EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
 UNCOMPRESSED_TRANSFER_SYNTAXES: Final = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
 _NATIVE: Final = frozenset((*UNCOMPRESSED_TRANSFER_SYNTAXES, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN))
 
-# Every transfer syntax pydicom knows: native, deflated and every encapsulated (compressed) one.
-ALL_TRANSFER_SYNTAXES: Final = tuple(dict.fromkeys([*UNCOMPRESSED_TRANSFER_SYNTAXES,
-                                                    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-                                                    *(str(u) for u in AllTransferSyntaxes)]))
-
-
 def is_uncompressed(transfer_syntax: str) -> bool:
     """Native pixel data (deflate compresses the whole data set, but losslessly and re-encodable)."""
     return transfer_syntax in _NATIVE
 
 
+# ALL_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES and COMMON_STORAGE_SOP_CLASSES come from pydicom's tables, computed on first use (PEP 562):
+# importing pydicom takes ~0.2 s, which an `aiodicom echo` or a client that only echoes need not wait for.
+def __getattr__(name: str) -> Any:
+    if name == "ALL_TRANSFER_SYNTAXES":
+        return _all_transfer_syntaxes()
+    if name == "STORAGE_SOP_CLASSES":
+        return _storage_classes()
+    if name == "COMMON_STORAGE_SOP_CLASSES":
+        return _common_storage_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _all_transfer_syntaxes() -> tuple[str, ...]:
+    """Every transfer syntax pydicom knows: native, deflated and every encapsulated (compressed) one."""
+    from pydicom.uid import AllTransferSyntaxes
+
+    return tuple(dict.fromkeys([*UNCOMPRESSED_TRANSFER_SYNTAXES, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+                                *(str(u) for u in AllTransferSyntaxes)]))
+
+
+@functools.cache
 def _storage_classes() -> tuple[str, ...]:
     """Every Storage SOP class pydicom knows, retired ones included (old modalities still send them)."""
+    from pydicom._uid_dict import UID_dictionary
+
     out = []
     for uid, (name, kind, *_rest) in UID_dictionary.items():
         if kind != "SOP Class" or "Storage" not in name:
@@ -41,10 +57,10 @@ def _storage_classes() -> tuple[str, ...]:
     return tuple(out)
 
 
-STORAGE_SOP_CLASSES: Final = _storage_classes()
-
-
 def uid_name(uid: str) -> str:
+    """The standard's name for a UID ("JPEG Baseline (Process 1)"), else the UID itself."""
+    from pydicom._uid_dict import UID_dictionary
+
     entry = UID_dictionary.get(uid)
     return entry[0] if entry else uid
 
@@ -69,20 +85,18 @@ QR_MODELS: Final = {
     "worklist": (MODALITY_WORKLIST_FIND, None, None),
 }
 
-# The storage classes a C-GET SCU offers to receive by default: the common image and document classes,
-# few enough to leave room in the 128 presentation contexts of one association (getscu does the same).
-COMMON_STORAGE_SOP_CLASSES: Final = tuple(
-    uid for uid in STORAGE_SOP_CLASSES
-    if any(word in uid_name(uid) for word in (
-        "CT Image", "MR Image", "Computed Radiography", "Digital X-Ray", "Digital Mammography", "Ultrasound",
-        "Secondary Capture", "Nuclear Medicine", "Positron Emission", "X-Ray Angiographic", "X-Ray Radiofluoroscopic",
-        "RT ", "Enhanced CT", "Enhanced MR", "Grayscale Softcopy", "Basic Text SR", "Enhanced SR", "Comprehensive SR",
-        "Key Object", "Encapsulated PDF", "VL ", "Segmentation", "Raw Data"))
-    and UID_dictionary[uid][3] != "Retired"
-)
+@functools.cache
+def _common_storage_classes() -> tuple[str, ...]:
+    """The storage classes a C-GET SCU offers to receive by default: the common image and document classes,
+    few enough to leave room in the 128 presentation contexts of one association (getscu does the same)."""
+    from pydicom._uid_dict import UID_dictionary
+
+    words = ("CT Image", "MR Image", "Computed Radiography", "Digital X-Ray", "Digital Mammography", "Ultrasound",
+             "Secondary Capture", "Nuclear Medicine", "Positron Emission", "X-Ray Angiographic",
+             "X-Ray Radiofluoroscopic", "RT ", "Enhanced CT", "Enhanced MR", "Grayscale Softcopy", "Basic Text SR",
+             "Enhanced SR", "Comprehensive SR", "Key Object", "Encapsulated PDF", "VL ", "Segmentation", "Raw Data")
+    return tuple(uid for uid in _storage_classes()
+                 if any(word in uid_name(uid) for word in words) and UID_dictionary[uid][3] != "Retired")
 
 
-def uid_label(uid: str) -> str:
-    """The standard's name for a UID, for messages ("JPEG Baseline (Process 1)"), else the UID."""
-    entry = UID_dictionary.get(uid)
-    return entry[0] if entry else uid
+uid_label = uid_name  # the standard's name for a UID, for messages ("JPEG Baseline (Process 1)"), else the UID

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .. import uids
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import CCancelRQ, CFindRQ, CGetRQ, CMoveRQ, Request, Response
-from ..uids import COMMON_STORAGE_SOP_CLASSES, QR_MODELS, UNCOMPRESSED_TRANSFER_SYNTAXES
+from ..uids import QR_MODELS, UNCOMPRESSED_TRANSFER_SYNTAXES
 from ..ul.pdu import RoleSelection
 from .association import close_payload
 from .errors import OperationFailed
@@ -145,10 +146,13 @@ async def get(client: Client, identifier: Dataset, *, model: str = "study", prio
             yield progress
 
 
-def get_contexts(model: str = "study", storage_classes: Iterable[str] = COMMON_STORAGE_SOP_CLASSES,
+def get_contexts(model: str = "study", storage_classes: Iterable[str] | None = None,
                  transfer_syntaxes: Iterable[str] = UNCOMPRESSED_TRANSFER_SYNTAXES
                  ) -> tuple[list[tuple[str, tuple[str, ...]]], list[RoleSelection]]:
-    """Contexts and SCP/SCU role selections (PS3.4 C.4.3.1) for a C-GET SCU that stores what it gets."""
+    """Contexts and SCP/SCU role selections (PS3.4 C.4.3.1) for a C-GET SCU that stores what it gets
+    (`storage_classes`: by default the common ones, uids.COMMON_STORAGE_SOP_CLASSES)."""
+    if storage_classes is None:
+        storage_classes = uids.COMMON_STORAGE_SOP_CLASSES
     tss = tuple(transfer_syntaxes)
     classes = list(dict.fromkeys(storage_classes))[:127]
     contexts = [(sop_class(model, 2), UNCOMPRESSED_TRANSFER_SYNTAXES)] + [(uid, tss) for uid in classes]

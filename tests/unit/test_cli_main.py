@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from aiodicom.cli.main import VERBS, main
@@ -20,6 +23,24 @@ def test_help_without_a_verb_lists_every_verb(capsys: pytest.CaptureFixture[str]
         main(["--help"])
     out = capsys.readouterr().out
     assert all(verb in out for verb in VERBS)
+
+
+def test_an_echo_and_the_client_api_import_no_pydicom() -> None:
+    """Importing pydicom takes ~0.2 s: a health check running `aiodicom echo`, or a program that only echoes, must not
+    wait for it. The UID tables taken from pydicom are built on first use (aiodicom/uids.py)."""
+    probe = ("import sys, aiodicom, aiodicom.cli.echo, aiodicom.cli.main as m; m.parser('echo');"
+             "print(sorted(n for n in ('pydicom', 'numpy') if n in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+    from aiodicom import uids   # and the tables are still there when asked for
+
+    assert uids.EXPLICIT_VR_LITTLE_ENDIAN in uids.ALL_TRANSFER_SYNTAXES and "1.2.840.10008.1.2.4.50" in uids.ALL_TRANSFER_SYNTAXES
+    assert "1.2.840.10008.5.1.4.1.1.2" in uids.STORAGE_SOP_CLASSES   # CT Image Storage
+    assert "1.2.840.10008.5.1.4.1.1.2" in uids.COMMON_STORAGE_SOP_CLASSES
+    assert set(uids.COMMON_STORAGE_SOP_CLASSES) < set(uids.STORAGE_SOP_CLASSES)
+    assert uids.uid_name("1.2.840.10008.1.2.4.50").startswith("JPEG Baseline")
+    with pytest.raises(AttributeError):
+        uids.NO_SUCH_TABLE  # noqa: B018
 
 
 def test_an_unknown_verb_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
