@@ -321,11 +321,19 @@ def storescu(
 ) -> subprocess.CompletedProcess[str]:
     """DCMTK `storescu`. propose: a transfer syntax UID; with -R only the files' SOP classes are proposed, with
     that syntax plus the uncompressed ones, so a compressed file goes out in its own syntax (PEERS.md)."""
+    return run(storescu_argv(port, files, *extra, propose=propose, aet=aet, aec=aec, tls=tls), env=peer_env(),
+               timeout=timeout)
+
+
+def storescu_argv(
+    port: int, files: Iterable[Path], *extra: str, propose: str | None = None, aet: str = "STORESCU",
+    aec: str = "ANY-SCP", tls: DcmtkTls | None = None,
+) -> list[str]:
+    """The command line of `storescu` (to start several at once; run them with env=peer_env())."""
     argv = [require_dcmtk("storescu"), "-aet", aet, "-aec", aec, "-to", "10", "-ta", "10", "-td", "60"]
     if propose is not None:
         argv += ["-R", STORESCU_PROPOSE[propose]]
-    argv += (tls.args() if tls else []) + [*extra, HOST, str(port), *map(str, files)]
-    return run(argv, env=peer_env(), timeout=timeout)
+    return argv + (tls.args() if tls else []) + [*extra, HOST, str(port), *map(str, files)]
 
 
 # --- pynetdicom (always in a subprocess) ----------------------------------------------------------------------------

@@ -117,6 +117,7 @@ class FileStore:
         self.root = Path(root).absolute()
         self.incoming = self.root / INCOMING
         self.sync = sync
+        self.data_sync = data_sync
         self.duplicates = duplicates
         self._implementation = (implementation_class_uid, implementation_version_name)
         encode_file_meta(  # fail now, not on the first C-STORE, if these cannot go in a file

@@ -16,6 +16,7 @@ import structlog
 from ..archive.catchup import catch_up
 from ..archive.feeder import FedIndex, IndexFeeder
 from ..archive.filestore import DuplicatePolicy, FileStore, StoredInstance
+from ..archive.groupcommit import DataSync
 from ..archive.index import INDEX_FILENAME, ArchiveIndex, IndexRecord
 from ..archive.index_sqlite import SqliteIndex
 from ..archive.rebuild import rebuild_index, storage_files
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default="storage", metavar="DIR", help="storage folder (default ./storage)")
     p.add_argument("--sync", choices=("on", "off"), default="on",
                    help="fsync each instance before Success (default on; off is DCMTK storescp's behaviour)")
+    p.add_argument("--sync-method", choices=[d.value for d in DataSync], default=DataSync.FDATASYNC.value,
+                   help="with --sync on, how: fdatasync (default) and fsync sync each file and folder; syncfs "
+                        "syncs the whole file system once per group of instances: faster for many small "
+                        "instances at once, but it also waits for other programs' unwritten data there")
     p.add_argument("--duplicates", choices=[d.value for d in DuplicatePolicy], default="overwrite",
                    help="an instance stored again: overwrite (default), keep-first (Warning B006), reject (0x0111)")
     p.add_argument("--promiscuous", action="store_true", help="accept any called AE title")
@@ -214,7 +219,8 @@ async def main(args: argparse.Namespace) -> int:
         return fail("the process that started this worker has ended", EXIT_USAGE)
     root = Path(args.storage)
     budget = MemoryBudget(args.memory_budget)
-    store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates), budget=budget)
+    store = FileStore(root, sync=args.sync == "on", duplicates=DuplicatePolicy(args.duplicates), budget=budget,
+                      data_sync=DataSync(args.sync_method))
     workers: list[subprocess.Popen] = []
     try:
         if not args.worker and not (root / INDEX_FILENAME).exists() and any(storage_files(root)):
@@ -232,8 +238,8 @@ async def main(args: argparse.Namespace) -> int:
         async with await SqliteIndex.open(root) as index, await WorkflowDb.open(root) as workflow:
             background: list = []
             server = build(args, store, index, workflow, background)
-            log.info("storage", folder=str(store.root), sync=args.sync, duplicates=args.duplicates,
-                     memory_budget=budget.limit)
+            log.info("storage", folder=str(store.root), sync=args.sync, sync_method=store.data_sync.value,
+                     duplicates=args.duplicates, memory_budget=budget.limit)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, server)
                 for task in background:  # started before we listen: e.g. the worklist folder is indexed

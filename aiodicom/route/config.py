@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
+from ..archive.groupcommit import DataSync
 from ..archive.uid import is_valid_ae_title
 from ..load.workload import WorkloadError, parse_size
 from ..net.budget import DEFAULT_LIMIT, SMALLEST_LIMIT
@@ -106,6 +107,7 @@ class RouterConfig:
     spool: Path
     ae_title: str = "ROUTER"
     sync: bool = True  # fsync the spool before Success; off: a crash may lose acknowledged instances
+    sync_method: DataSync = DataSync.FDATASYNC  # how (serve --sync-method): syncfs, one per group, for many small
     workers: int = 1  # processes sharing the listeners (SO_REUSEPORT) and the spool, one event loop each
     memory_budget: int = DEFAULT_LIMIT  # received bytes held in memory at once, per process (net/budget.py)
     listeners: tuple[Listener, ...] = ()
@@ -144,6 +146,15 @@ class _Reader:
             self.problem(key, f"expected text, got {value!r}")
             return default
         return value.strip()
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value is None:
+            return default
+        if value not in choices:
+            self.problem(key, f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+            return default
+        return value
 
     def ae(self, key: str, default: str | None = None) -> str | None:
         value = self.text(key, default)
@@ -236,6 +247,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
     ae_title = router.ae("ae_title", "ROUTER") or "ROUTER"
     spool = router.path("spool", base) or base / "spool"
     sync = router.boolean("sync", True)
+    sync_method = DataSync(router.choice("sync_method", DataSync.FDATASYNC.value, tuple(d.value for d in DataSync)))
     workers = router.integer("workers", 1, 1, 64)
     memory_budget = router.size("memory_budget", DEFAULT_LIMIT, SMALLEST_LIMIT)
     default = router._get("default")
@@ -254,9 +266,8 @@ def parse_config(data: Mapping[str, Any], *, base: Path, source: str = "") -> Ro
         problems.append("router: workers > 1 needs a fixed port for every [[listener]] (each process binds it)")
     if problems:
         raise ConfigError(problems, source)
-    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, workers=workers, memory_budget=memory_budget,
-                        listeners=listeners,
-                        destinations=destinations,
+    return RouterConfig(spool=spool, ae_title=ae_title, sync=sync, sync_method=sync_method, workers=workers,
+                        memory_budget=memory_budget, listeners=listeners, destinations=destinations,
                         rules=ruleset, retry=retry, source=source)
 
 

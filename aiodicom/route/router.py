@@ -76,8 +76,8 @@ class Router:
             if first:  # the workers start later, on a spool already prepared and loaded
                 await self._load(names)
             tags = c.rules.tags | {SOP_CLASS_UID, SOP_INSTANCE_UID}  # type: ignore[union-attr]
-            store = SpoolStore(self.spool.received, sync=c.sync, index_tags=frozenset(tags),
-                               workers=self.limiter.total_tokens, budget=self.budget)
+            store = SpoolStore(self.spool.received, sync=c.sync, data_sync=c.sync_method,
+                               index_tags=frozenset(tags), workers=self.limiter.total_tokens, budget=self.budget)
             intake = Intake(rules=c.rules, spool=self.spool, queues=self.queues, log=self.log,  # type: ignore[arg-type]
                             limiter=self.limiter, syncer=self.syncer, stats=self.stats)
             shares = {name: share(d.max_associations, c.workers, self.process) for name, d in c.destinations.items()}
@@ -104,7 +104,8 @@ class Router:
                     self.ports = [await tg.start(server.serve) for server in self.servers]
                     tg.start_soon(self._write_status)
                     self.log.info("router started", spool=str(self.spool.root), ports=self.ports,
-                                  destinations=names, queued={n: len(q) for n, q in self.queues.items()})
+                                  destinations=names, queued={n: len(q) for n, q in self.queues.items()},
+                                  sync=c.sync, sync_method=store.data_sync.value)
                     task_status.started(self.ports)
         finally:
             if store is not None:

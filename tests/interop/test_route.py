@@ -487,7 +487,8 @@ def test_many_instances_share_a_few_pooled_associations_never_more_than_the_limi
 def test_a_router_with_a_1m_memory_budget_takes_and_forwards_100_associations_storing_at_once(tmp_path: Path) -> None:
     port, dest_port = free_port(), free_port()
     text = router_toml(port, destination_toml("PACS", "AIODICOM", dest_port, max_associations=4), default=["PACS"])
-    text = text.replace("[router]\n", '[router]\nmemory_budget = "1M"\n', 1)
+    # and the spool synced by syncfs, one per group of the many concurrent commits
+    text = text.replace("[router]\n", '[router]\nmemory_budget = "1M"\nsync_method = "syncfs"\n', 1)
     with aiodicom_serve(tmp_path / "pacs", "--sync", "off", port=dest_port) as pacs:
         with router(tmp_path / "router", text, port) as r:
             done = aiodicom("load", HOST, str(port), "--aec", "ROUTER", "--op", "store", "--size", "256k", "-c", "100",
@@ -497,8 +498,10 @@ def test_a_router_with_a_1m_memory_budget_takes_and_forwards_100_associations_st
             delivered_logged(r, 200)
             r.stop()
             stopped = [json.loads(x) for x in r.output().splitlines() if '"router stopped"' in x]
+            started = [json.loads(x) for x in r.output().splitlines() if '"router started"' in x]
         stored = [p for p in pacs.storage.rglob("*.dcm") if ".incoming" not in p.parts]
     assert len(stored) == 200
+    assert started and started[0]["sync_method"] == "syncfs"
     assert stopped and stopped[-1]["memory_budget_pauses"] > 0  # the budget was reached, and nothing was lost
 
 

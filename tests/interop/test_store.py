@@ -9,8 +9,10 @@ once by DCMTK's own bit-preserving storescp).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -22,19 +24,23 @@ from tests.dicomdata import (
     Instance,
     assert_same_content,
     assert_same_dataset_bytes,
+    generated_series,
     read_part10,
     received_by_uid,
 )
 from tests.peers import (
     Running,
     aiodicom,
+    aiodicom_serve,
     dcmtk_storescp,
     incoming_temp_files,
+    peer_env,
     pynetdicom_scp,
     pynetdicom_scu,
     read_status_log,
     single_error_line,
     storescu,
+    storescu_argv,
     wait_until,
 )
 
@@ -214,3 +220,21 @@ def test_dcmtk_storescu_large_instance_spans_many_pdus(corpus: Corpus, aiodicom_
                     aec="AIODICOM")
     assert done.returncode == 0, done.stderr
     assert_same_content(inst.stored_path(aiodicom_server.storage), inst)
+
+
+@pytest.mark.parametrize("method", ["fdatasync", "fsync", "syncfs"])
+def test_four_storescu_at_once_into_serve_with_each_sync_method_store_everything(method: str, tmp_path: Path) -> None:
+    """`serve --sync-method`: concurrent commits share their syncs differently (per file, or one syncfs per group);
+    with every method each acknowledged instance is stored whole and nothing is left in .incoming."""
+    batches = [generated_series(tmp_path / f"data-{n}", 12, pixel_bytes=8192, prefix=f"s{n}") for n in range(4)]
+    with aiodicom_serve(tmp_path / "serve", "--sync-method", method) as server:
+        senders = [subprocess.Popen(storescu_argv(server.port, [i.path for i in batch], aec="AIODICOM"),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=peer_env())
+                   for batch in batches]
+        outputs = [s.communicate(timeout=120)[0] for s in senders]
+        assert all(s.returncode == 0 for s in senders), outputs
+        _check_all([i for batch in batches for i in batch],
+                   lambda inst: assert_same_content(inst.stored_path(server.storage), inst))
+        assert incoming_temp_files(server.storage) == []
+    storage_line = next(e for e in map(json.loads, server.log.read_text().splitlines()) if e["event"] == "storage")
+    assert storage_line["sync_method"] == method

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aiodicom.archive.groupcommit import DataSync
 from aiodicom.cli.main import main as cli
 from aiodicom.route.config import ConfigError, Mode, load_config, parse_config
 from aiodicom.route.rules import Action
@@ -64,6 +65,8 @@ def test_defaults_of_a_minimal_file(tmp_path: Path) -> None:
     explicit = load_config(write(tmp_path, MINIMAL + '[router]\ndefault = "drop"\n'))
     assert explicit.rules is not None and explicit.rules.default.action is Action.DROP
     assert config.memory_budget == 256 << 20
+    assert config.sync_method is DataSync.FDATASYNC
+    assert load_config(write(tmp_path, MINIMAL + '[router]\nsync_method = "syncfs"\n')).sync_method is DataSync.SYNCFS
 
 
 @pytest.mark.parametrize(("value", "expected"), [('"64M"', 64 << 20), ('"1G"', 1 << 30), (str(8 << 20), 8 << 20)])
@@ -127,6 +130,8 @@ idle_timeout = 5
     ('[router]\nae_title = "A\\\\B"\n', "router.ae_title: 'A\\\\B' is not an AE title"),
     ('[router]\nspool = 3\n', "router.spool: expected text, got 3"),
     ('[router]\nsyncc = true\n', "router: unknown keys ['syncc']"),
+    ('[router]\nsync_method = "fsyncfs"\n',
+     "router.sync_method: expected one of 'fdatasync', 'fsync', 'syncfs', got 'fsyncfs'"),
     ('[retry]\nmaximum = "soon"\n', "retry.maximum: expected seconds or a duration"),
     ('[retry]\ninitial = 10\nmaximum = 5\n', "retry.maximum: 5.0 s is below initial (10.0 s)"),
     ('[retry]\nmax_attempts = 0\n', "retry.max_attempts: expected an integer >= 1, got 0"),
