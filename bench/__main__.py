@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     repeat = args.repeat or (1 if args.quick else 3)
     raise_open_file_limit()  # inherited by every server and client started from here
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a folder given that does not exist yet
     workdir = Path(tempfile.mkdtemp(prefix=".bench-run-", dir=args.workdir))
     bench = Bench(quick=args.quick, repeat=repeat, workdir=workdir)
     started = time.monotonic()

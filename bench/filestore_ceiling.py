@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="figures are medians over interleaved rounds")
     ap.add_argument("--quick", action="store_true", help="only the ceiling and the default FileStore")
     args = ap.parse_args()
+    Path(args.dir).mkdir(parents=True, exist_ok=True)  # a folder given that does not exist yet
     root = Path(tempfile.mkdtemp(prefix=".bench-filestore-", dir=args.dir))
     backend = {"use_uvloop": True}
     pool = ThreadPoolExecutor(16)

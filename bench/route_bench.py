@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=peers.REPO,
                    help="a temp folder is made here (default: the checkout)")
     args = p.parse_args(argv)
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a folder given that does not exist yet
     work = Path(tempfile.mkdtemp(prefix=".bench-route-", dir=args.workdir))
     try:
         files = make_files(work / "data", args.senders * args.instances_per_sender, HALF_MB, parts=args.senders,

@@ -78,7 +78,7 @@ def _send(bench: Bench, scenario: str, target: str, files: FileSet, associations
     workdir = bench.folder("runs", scenario, f"{target}-{files.size}-{rep}".replace(" ", "_").replace("/", "_"))
     page_cache = round(write_rate(workdir / "page-cache-probe"), 1)  # the state of memory this run meets
     try:
-        with (RECEIVERS.get(target) or WORKER_RECEIVERS[target])(workdir) as server:
+        with (RECEIVERS.get(target) or X4_ONLY_RECEIVERS[target])(workdir) as server:
             groups = [[p] for p in files.parts] if associations > 1 else [list(files.parts)]
             before = procstat.sample(server.pid)
             t = time.perf_counter()
@@ -142,22 +142,25 @@ def workers_factory(n: int, *, sync: bool = True) -> ServerFactory:
 
 
 WORKERS_ON, WORKERS_OFF = "aiodicom serve --workers 2 (sync on)", "aiodicom serve --workers 2 (sync off)"
-WORKER_RECEIVERS: dict[str, ServerFactory] = {}  # four associations only
+SYNCFS = "aiodicom serve (sync on, --sync-method syncfs)"
+X4_ONLY_RECEIVERS: dict[str, ServerFactory] = {}  # run over four associations only
 
 
-def _add_workers() -> bool:
-    """`serve --workers 2` among the receivers (once; False when this serve has no --workers). Sync on is bound
-    by the disk's flushes (and each process batches only its own); sync off shows what a second core adds
-    to the CPU-bound receive path."""
-    if not WORKER_RECEIVERS and peers.aiodicom_serve_argv_has("--workers"):
-        WORKER_RECEIVERS[WORKERS_ON] = workers_factory(2)
-        WORKER_RECEIVERS[WORKERS_OFF] = workers_factory(2, sync=False)
-    return bool(WORKER_RECEIVERS)
+def _add_x4_only() -> bool:
+    """`serve --workers 2` and `serve --sync-method syncfs` among the receivers (once; False when this serve has no
+    --workers). Sync on is bound by the disk's flushes (and each process batches only its own); sync off shows what a
+    second core adds to the CPU-bound receive path; syncfs syncs a whole group of concurrent instances at once."""
+    if not X4_ONLY_RECEIVERS and peers.aiodicom_serve_argv_has("--workers"):
+        X4_ONLY_RECEIVERS[WORKERS_ON] = workers_factory(2)
+        X4_ONLY_RECEIVERS[WORKERS_OFF] = workers_factory(2, sync=False)
+        if peers.aiodicom_serve_argv_has("--sync-method"):  # group commit with one syncfs per group
+            X4_ONLY_RECEIVERS[SYNCFS] = lambda w: peers.aiodicom_serve(w, "--sync-method", "syncfs")
+    return bool(X4_ONLY_RECEIVERS)
 
 
 def receive_concurrent(bench: Bench, data: StoreData, rep: int) -> None:
-    _add_workers()
-    targets = list(CONCURRENT_RECEIVERS) + list(WORKER_RECEIVERS)
+    _add_x4_only()
+    targets = list(CONCURRENT_RECEIVERS) + list(X4_ONLY_RECEIVERS)
     for files in data.sets:
         for target in rotated(targets, rep):
             _send(bench, "receive x4", target, files, len(files.parts), rep)
@@ -170,11 +173,14 @@ def concurrent_ratios(bench: Bench, data: StoreData) -> None:
                                   1.0))
         bench.ratios.append(Ratio(f"4 assoc / 1 assoc, sync on ({c})", "receive x4", c, SYNC_ON, SYNC_ON, 1.0,
                                   denominator_scenario="receive"))
-        if _add_workers():
+        if _add_x4_only():
             bench.ratios.append(Ratio(f"--workers 2 / 1 worker, sync on ({c})", "receive x4", c, WORKERS_ON, SYNC_ON,
                                       1.0))
             bench.ratios.append(Ratio(f"--workers 2 / 1 worker, sync off ({c})", "receive x4", c, WORKERS_OFF,
                                       SYNC_OFF, 1.0))
+        if SYNCFS in X4_ONLY_RECEIVERS:
+            bench.ratios.append(Ratio(f"4 assoc: sync on (syncfs) / DCMTK storescp ({c})", "receive x4", c, SYNCFS,
+                                      DCMTK_FILES, 1.0))
 
 
 # ---- 3. sending -------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_quick_bench_completes_every_scenario(tmp_path: Path) -> None:
     for peer in ("DCMTK storescp", "Orthanc", "pynetdicom storescp", "aiodicom serve (sync on)", "aiodicom discard",
                  "fsync ceiling"):
         assert ("receive", peer) in targets
+    assert ("receive x4", "aiodicom serve (sync on, --sync-method syncfs)") in targets
     assert all(t["value"] is not None for t in report["targets"]), report["targets"]
     assert (out / "latest.png").stat().st_size > 10_000
     assert report["machine"]["cores"] >= 1 and report["quick"] is True
