@@ -18,7 +18,16 @@ from ..net.client import connect
 from ..net.errors import AssociationError
 from ..net.server import Server, ServerConfig
 from ..scu.commitment import CommitmentListener, CommitmentRefused, commit, commitment_contexts, instance_refs
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, EXIT_USAGE, add_client_options, fail, setup_logging, ssl_from_args
+from .common import (
+    EXIT_FAILURE_STATUS,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_client_options,
+    fail,
+    listen_port,
+    setup_logging,
+    ssl_from_args,
+)
 from .store import collect
 
 
@@ -31,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="FILE", help="PS3.10 files (their SOP class and instance UIDs)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     p.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the report (default 60)")
-    p.add_argument("--listen-port", type=int, metavar="PORT", help="also take the report on a new association here")
+    p.add_argument("--listen-port", type=listen_port, metavar="PORT", help="also take the report on a new association here")
     p.add_argument("--listen-host", default="127.0.0.1", metavar="HOST",
                    help="address for --listen-port (default 127.0.0.1, as serve; 0.0.0.0 for a PACS on another machine)")
     p.add_argument("--transaction-uid", metavar="UID", help="Transaction UID (default: a new 2.25 UID)")

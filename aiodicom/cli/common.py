@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from ..archive.uid import is_valid_ae_title
 from ..log import configure
 from ..net.errors import AssociationError, ConnectionFailed
 from ..net import tlsfiles
@@ -20,14 +21,62 @@ EXIT_USAGE = 2
 EXIT_ASSOCIATION = 3  # refused, rejected, aborted, timed out
 
 
+# argparse types: a bad value is one usage line (exit 2) naming the option, never a failure later on
+def port_number(text: str) -> int:
+    """A TCP port to connect to: 1-65535 (a larger number would silently wrap around to another port)."""
+    return _bounded_int(text, 1, 65535, "a TCP port")
+
+
+def listen_port(text: str) -> int:
+    """A TCP port to listen on: 0-65535, 0 for one the system picks."""
+    return _bounded_int(text, 0, 65535, "a TCP port")
+
+
+def positive_int(text: str) -> int:
+    return _bounded_int(text, 1, None, "a positive whole number")
+
+
+def _bounded_int(text: str, low: int, high: int | None, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}-{high}" if high is not None else f"at least {low}"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} ({bounds})")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A timeout: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def ae_title(text: str) -> str:
+    """An AE title as peers compare it (PS3.5 §6.2 AE: 1-16 characters, no backslash or control characters)."""
+    title = text.strip()
+    if not is_valid_ae_title(title):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an AE title (1-16 characters, no backslash or control characters; PS3.5 6.2)")
+    return title
+
+
 def add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("host", help="peer host name or address")
-    p.add_argument("port", type=int, help="peer TCP port")
-    p.add_argument("--aet", default="AIODICOM", metavar="AET", help="calling AE title (default AIODICOM)")
-    p.add_argument("--aec", default="ANY-SCP", metavar="AET", help="called AE title (default ANY-SCP)")
-    p.add_argument("--max-pdu", type=int, default=262_144, help="maximum PDU length we receive")
-    p.add_argument("--timeout", type=float, default=30.0, help="connect and ACSE timeout in seconds")
-    p.add_argument("--dimse-timeout", type=float, default=60.0, help="seconds to wait for each response")
+    p.add_argument("port", type=port_number, help="peer TCP port")
+    p.add_argument("--aet", type=ae_title, default="AIODICOM", metavar="AET", help="calling AE title (default AIODICOM)")
+    p.add_argument("--aec", type=ae_title, default="ANY-SCP", metavar="AET",
+                   help="called AE title (default ANY-SCP; `aiodicom serve` answers only to its --aet, AIODICOM)")
+    p.add_argument("--max-pdu", type=positive_int, default=262_144, help="maximum PDU length we receive")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="connect and ACSE timeout in seconds (default 30)")
+    p.add_argument("--dimse-timeout", type=seconds, default=60.0,
+                   help="seconds to wait for each response (default 60)")
     p.add_argument("--user", metavar="NAME", help="user identity: username (PS3.7 D.3.3.7)")
     p.add_argument("--password", metavar="SECRET", help="user identity: passcode (with --user)")
     add_tls_client_options(p)
@@ -102,17 +151,29 @@ def fail(message: str, code: int) -> int:
 
 
 def run(func: Callable[..., Awaitable[int]], *args: Any) -> int:
-    """Run a coroutine on uvloop when installed; association failures become one line and exit 3."""
+    """Run a coroutine on uvloop when installed. What a user can meet becomes one line: a bad argument (exit 2),
+    an association refused, rejected, aborted or timed out (exit 3), a port in use, a folder that cannot be
+    created or another system error (exit 1)."""
     try:
         return anyio.run(func, *args, backend_options=_backend_options())
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except ConnectionFailed as exc:
-        return fail(str(exc), EXIT_ASSOCIATION)
-    except AssociationError as exc:
-        return fail(str(exc), EXIT_ASSOCIATION)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except BaseException as exc:  # a task group wraps what went wrong: unwrap one error to say it in one line
+        cause = single_error(exc)
+        if isinstance(cause, UsageError):
+            return fail(str(cause), EXIT_USAGE)
+        if isinstance(cause, (ConnectionFailed, AssociationError)):
+            return fail(str(cause), EXIT_ASSOCIATION)
+        if isinstance(cause, OSError):  # e.g. the port is taken, the storage folder cannot be created
+            return fail(str(cause), EXIT_FAILURE_STATUS)
+        raise
+
+
+def single_error(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups of one error each, else `exc` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _backend_options() -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import anyio
 
 from ..archive.rebuild import rebuild_index
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, add_log_options, setup_logging
+from .common import EXIT_FAILURE_STATUS, EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 async def rebuild(args: argparse.Namespace) -> int:
     setup_logging(args)
+    if not Path(args.storage).is_dir():
+        return fail(f"{args.storage}: no such folder (the storage folder given to serve --storage)", EXIT_USAGE)
 
     live = sys.stderr.isatty()  # a progress line for a person watching; a log or a pipe gets the summary only
 

@@ -21,6 +21,7 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     add_client_options,
+    ae_title,
     fail,
     setup_logging,
     ssl_from_args,
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=find_main)
     p = sub.add_parser("move", help="retrieve with C-MOVE", description="C-MOVE matches to a destination AE.")
     _common(p, MODELS)
-    p.add_argument("--dest", required=True, metavar="AET", help="move destination AE title")
+    p.add_argument("--dest", required=True, type=ae_title, metavar="AET", help="move destination AE title")
     p.set_defaults(func=move_main)
     p = sub.add_parser("get", help="retrieve with C-GET", description="C-GET matches into a folder.")
     _common(p, MODELS)

@@ -36,6 +36,7 @@ from .common import (
     add_log_options,
     fail,
     setup_logging,
+    single_error,
 )
 from .workers import die_with_parent, start_worker, stop_workers, watch_workers
 
@@ -107,7 +108,7 @@ async def main(args: argparse.Namespace) -> int:
                 workers = [start_worker([*args.argv, "--process", str(k)], router.log) for k in range(1, config.workers)]
                 tg.start_soon(watch_workers, workers, ended)
     except BaseException as exc:  # task groups wrap what went wrong: say it in one line
-        cause = _single(exc)
+        cause = single_error(exc)
         if isinstance(cause, SpoolBusy):
             return fail(str(cause), EXIT_USAGE)
         if isinstance(cause, TlsFileError):  # changed since the configuration was checked at start
@@ -127,12 +128,6 @@ async def _serve_then_stop(router: Router, scope: anyio.CancelScope, *,
                            task_status: anyio.abc.TaskStatus[list[int]] = anyio.TASK_STATUS_IGNORED) -> None:
     await router.serve(task_status=task_status)
     scope.cancel()
-
-
-def _single(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 async def _stop_on_signal(router: Router) -> None:

@@ -29,7 +29,18 @@ from ..net.server import Server, ServerConfig
 from ..services import commitment, mpps, printing, query, retrieve, storage, verification, worklist
 from ..services.retrieve import Peer
 from ..ul.machine import UlConfig
-from .common import EXIT_OK, EXIT_USAGE, add_log_options, fail, server_tls_from_args, setup_logging
+from .common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_log_options,
+    ae_title,
+    fail,
+    listen_port,
+    positive_int,
+    seconds,
+    server_tls_from_args,
+    setup_logging,
+)
 from .workers import die_with_parent, start_worker, stop_workers
 
 
@@ -38,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Verification and Storage SCP: every instance is written as a PS3.10 file "
                                    "under STORAGE/<study>/<series>/<instance>.dcm, durable before Success.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
-    p.add_argument("--aet", default="AIODICOM", help="our AE title (default AIODICOM)")
+    p.add_argument("--port", type=listen_port, default=11112, help="TCP port (default 11112; 0: any free one)")
+    p.add_argument("--aet", type=ae_title, default="AIODICOM", help="our AE title (default AIODICOM)")
     p.add_argument("--storage", default="storage", metavar="DIR", help="storage folder (default ./storage)")
     p.add_argument("--sync", choices=("on", "off"), default="on",
                    help="fsync each instance before Success (default on; off is DCMTK storescp's behaviour)")
@@ -50,21 +61,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duplicates", choices=[d.value for d in DuplicatePolicy], default="overwrite",
                    help="an instance stored again: overwrite (default), keep-first (Warning B006), reject (0x0111)")
     p.add_argument("--promiscuous", action="store_true", help="accept any called AE title")
-    p.add_argument("--allow-aet", action="append", metavar="AET", help="accept only these calling AE titles")
-    p.add_argument("--max-associations", type=int, default=4096, help="concurrent associations (default 4096)")
-    p.add_argument("--max-associations-per-host", type=int, metavar="N")
-    p.add_argument("--max-associations-per-aet", type=int, metavar="N")
-    p.add_argument("--max-pdu", type=int, default=262_144, help="largest PDU we accept (default 262144)")
-    p.add_argument("--max-dataset-size", type=int, metavar="BYTES", help="refuse larger data sets with 0xA700")
+    p.add_argument("--allow-aet", action="append", type=ae_title, metavar="AET",
+                   help="accept only these calling AE titles (repeatable)")
+    p.add_argument("--max-associations", type=positive_int, default=4096, help="concurrent associations (default 4096)")
+    p.add_argument("--max-associations-per-host", type=positive_int, metavar="N",
+                   help="concurrent associations from one peer address")
+    p.add_argument("--max-associations-per-aet", type=positive_int, metavar="N",
+                   help="concurrent associations from one calling AE title")
+    p.add_argument("--max-pdu", type=positive_int, default=262_144, help="largest PDU we accept (default 262144)")
+    p.add_argument("--max-dataset-size", type=positive_int, metavar="BYTES", help="refuse larger data sets with 0xA700")
     p.add_argument("--memory-budget", type=budget_size, default=DEFAULT_LIMIT, metavar="SIZE",
                    help="bytes of received data held in memory at once, all associations together (e.g. 64M; "
                         "default 256M): beyond it instances go straight to disk and sockets are read slower")
-    p.add_argument("--max-operations", type=int, default=16,
+    p.add_argument("--max-operations", type=positive_int, default=16,
                    help="asynchronous operations window we perform per association (default 16)")
-    p.add_argument("--acse-timeout", type=float, default=10.0,
+    p.add_argument("--acse-timeout", type=seconds, default=10.0,
                    help="ARTIM: total seconds to establish an association (default 10)")
-    p.add_argument("--dimse-timeout", type=float, default=60.0, help="seconds between PDUs of one message")
-    p.add_argument("--idle-timeout", type=float, help="abort associations idle this many seconds")
+    p.add_argument("--dimse-timeout", type=seconds, default=60.0, help="seconds between PDUs of one message")
+    p.add_argument("--idle-timeout", type=seconds, help="abort associations idle this many seconds")
     p.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the key of --tls-cert")
     p.add_argument("--tls-ca", metavar="FILE", help="require client certificates signed by this CA")
@@ -72,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a C-MOVE destination (repeatable)")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [peers] table: AET = \"host:port\"")
     p.add_argument("--case-insensitive-pn", action="store_true", help="match person names ignoring case")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="N processes on one port (SO_REUSEPORT), one event loop each, sharing the storage folder")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set on the workers a parent starts
     p.add_argument("--users", metavar="FILE",
