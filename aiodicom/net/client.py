@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from ..archive.uid import is_valid_ae_title
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import (
@@ -295,7 +296,14 @@ async def connect(
     dispatcher: Dispatcher | None = None,
     log: Any = None,
 ) -> AsyncIterator[Client]:
-    """Open an association; release it when the block ends, abort it when the block fails."""
+    """Open an association; release it when the block ends, abort it when the block fails.
+
+    Raises ValueError for an AE title PS3.5 does not allow (1-16 characters, no backslash or control characters),
+    before connecting."""
+    for what, title in (("calling", calling_ae), ("called", called_ae)):
+        if not is_valid_ae_title(title.strip()):
+            raise ValueError(f"{what} AE title {title!r} is not an AE title (1-16 characters, no backslash or "
+                             "control characters; PS3.5 6.2)")
     rq = AssociateRQ(
         called_ae=called_ae,
         calling_ae=calling_ae,

@@ -458,3 +458,10 @@ async def test_a_c_cancel_read_in_the_same_chunk_as_its_request_cancels_it(tmp_p
         statuses = await anyio.to_thread.run_sync(client, server.port)
     assert statuses[-1] == st.CANCEL, [hex(s) for s in statuses]
     assert len(statuses) - 1 < many and yielded < many
+
+
+async def test_an_ae_title_peers_cannot_accept_is_a_value_error_before_connecting():
+    for calling, called in (("AIODICOM", "SEVENTEEN-CHARS-X"), ("A\\B", "AIODICOM"), ("AIODICOM", "   ")):
+        with pytest.raises(ValueError, match="is not an AE title"):
+            async with aiodicom.connect("127.0.0.1", 1, calling_ae=calling, called_ae=called):
+                pass
