@@ -394,7 +394,10 @@ class Association:
         except AssociationError:
             pass  # the association ended under the handler; the reader reports why
         except Exception:
-            self.log.exception("handler failed", command=type(message).__name__)
+            # The request could not even be answered with a failure status (e.g. the peer's maximum PDU length
+            # leaves no room for a PDV): a peer must never wait forever for a response, so abort (PS3.8 A-ABORT).
+            self.log.exception("cannot answer the request: aborting the association", command=type(message).__name__)
+            await self.abort()
         finally:
             close_payload(payload)
             self._inflight -= 1

@@ -56,6 +56,9 @@ class Peer:
     ssl_context: ssl.SSLContext | None = None
 
 
+_US_MAX = 0xFFFF
+
+
 @dataclass(slots=True)
 class Counts:
     remaining: int
@@ -68,9 +71,12 @@ class Counts:
         return Result(status=st.PENDING, fields=self._fields(remaining=True))
 
     def _fields(self, *, remaining: bool) -> dict[str, int]:
-        out = {"completed": self.completed, "failed": self.failed, "warning": self.warning}
+        # The counts are US (PS3.7 9.3.3.2, 9.3.4.2): a retrieve of more than 65,535 instances goes on and
+        # reports 65535 until the true count fits (DCMTK keeps 16-bit counts too), rather than failing.
+        out = {"completed": min(self.completed, _US_MAX), "failed": min(self.failed, _US_MAX),
+               "warning": min(self.warning, _US_MAX)}
         if remaining:
-            out["remaining"] = self.remaining
+            out["remaining"] = min(self.remaining, _US_MAX)
         return out
 
     def final(self, *, cancelled: bool = False, comment: str | None = None) -> Result:

@@ -45,6 +45,7 @@ from tests.rawdicom import (
     RJ_SOURCE_USER,
     SECONDARY_CAPTURE,
     SOURCE_SERVICE_PROVIDER,
+    SOURCE_SERVICE_USER,
     SUCCESS,
     TAG_MESSAGE_ID_RESPONDED,
     TAG_STATUS,
@@ -317,6 +318,19 @@ def test_p_data_before_association_is_aborted_as_unexpected(server: Running) -> 
     with RawClient.connect(HOST, server.port) as client:
         client.send(p_data_tf(pdv(1, c_echo_rq(), command=True, last=True)))
         assert_aborted(client, REASON_UNEXPECTED_PDU)
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("peer_max_pdu", [1, 6])
+def test_a_peer_whose_maximum_pdu_leaves_no_room_for_a_response_is_aborted_not_left_waiting(
+    server: Running, peer_max_pdu: int,
+) -> None:
+    """PS3.8 D.1 sets no minimum, but a P-DATA-TF needs 6 bytes of PDV header: no response fits. Every request must
+    be answered or the association aborted (DCMTK and pynetdicom abort too), never left without an answer."""
+    with RawClient.connect(HOST, server.port) as client:
+        client.associate(AET, CALLING, ECHO_CTX, max_pdu=peer_max_pdu)
+        client.send(b"".join(message_pdus(1, c_echo_rq(3), command=True, max_pdu=MAX_PDU)))
+        assert client.read_answer() == Abort(SOURCE_SERVICE_USER, 0)
     assert_still_serving(server)
 
 

@@ -14,6 +14,7 @@ from pydicom.sequence import Sequence
 from aiodicom.archive.index import Level, Model
 from aiodicom.cli.keys import KeySpecError, build_identifier
 from aiodicom.dimse import status as s
+from aiodicom.dimse.messages import CMoveRSP, encode_message
 from aiodicom.services.query import IdentifierError, check_identifier
 from aiodicom.services.retrieve import Counts, retrieve_keys
 
@@ -233,6 +234,20 @@ def test_counts_cancelled_is_fe00_with_the_remaining_count() -> None:
     # PS3.4 C.4.2.3.1: a Cancel response holds the counts, Remaining = the sub-operations never started.
     assert final.fields == {"completed": 1, "failed": 1, "warning": 0, "remaining": 3}
     assert final.dataset.FailedSOPInstanceUIDList == "2"
+
+
+def test_counts_above_65535_are_sent_as_65535_and_the_retrieve_goes_on() -> None:
+    """Sub-operation counts are US (PS3.7 9.3.3.2): a study of 70,000 instances still moves, its counts capped."""
+    counts = Counts(remaining=70_000)
+    counts.add(s.SUCCESS, "1")
+    pending = counts.pending()
+    assert pending.fields == {"completed": 1, "failed": 0, "warning": 0, "remaining": 65535}
+    encode_message(CMoveRSP(message_id_being_responded_to=1, affected_sop_class_uid="1.2.840.10008.5.1.4.1.2.2.2",
+                            status=s.PENDING, **pending.fields))   # raised for a count above 65535
+    for _ in range(69_000):
+        counts.add(s.SUCCESS, "x")
+    assert counts.pending().fields["remaining"] == 999
+    assert counts.final().fields == {"completed": 65535, "failed": 0, "warning": 0}
 
 
 def test_counts_pending_reports_every_count() -> None:
