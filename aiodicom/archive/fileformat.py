@@ -64,6 +64,13 @@ def _text(s: str) -> bytes:
     return raw + b" " if len(raw) % 2 else raw  # PS3.5 §6.2: SH/AE are padded with one space
 
 
+def meta_source_ae(calling_ae: str | None) -> str | None:
+    """The Source AE Title (0002,0016) to record for a peer's calling AE title: left out (it is optional, PS3.10
+    7.1) when the peer sent one the AE value representation cannot carry (a backslash, a control or non-ASCII
+    character): DCMTK stores such instances too, and refusing them would fail every C-STORE of that peer."""
+    return calling_ae if calling_ae and is_valid_ae_title(calling_ae) else None
+
+
 def encode_file_meta(
     *,
     sop_class_uid: str,

@@ -27,7 +27,7 @@ from typing import Any, Final
 import anyio
 
 from ..archive.errors import ArchiveError, NeedMoreData, PeekError
-from ..archive.fileformat import encode_file_meta
+from ..archive.fileformat import encode_file_meta, meta_source_ae
 from ..archive.filestore import FileStore, StoredInstance
 from ..archive.peek import inflate_head, is_deflated, peek, peek_file
 from ..archive.uid import validate_uid
@@ -318,7 +318,7 @@ class Intake:
             raise MorphFailed(f"rule {group[0].rule}: cannot morph the data set: {exc}") from exc
         sop_class, sop_instance = sop_class or template.sop_class_uid, sop_instance or template.sop_instance_uid
         header = encode_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_instance,
-                                  transfer_syntax=template.transfer_syntax, source_ae=template.calling_ae or None)
+                                  transfer_syntax=template.transfer_syntax, source_ae=meta_source_ae(template.calling_ae))
         made: list[Entry] = []
         # linked from a file in a queue of this process: the first process may move one in inbox/ any time
         group = sorted(group, key=lambda d: d.destination in self.spool.hand_off)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..archive.errors import ArchiveError
+from ..archive.fileformat import meta_source_ae
 from ..archive.filestore import FileStore, IncomingInstance, StoredInstance, StoreOutcome
 from ..dimse import status as st
 from ..dimse.messages import CStoreRQ
@@ -73,7 +74,7 @@ class StorageService:
                 sop_class_uid=message.affected_sop_class_uid,
                 sop_instance_uid=message.affected_sop_instance_uid,
                 transfer_syntax=assoc.transfer_syntax(context_id),
-                source_ae=assoc.calling_ae or None,
+                source_ae=meta_source_ae(assoc.calling_ae),
             )
         except ArchiveError as exc:
             assoc.log.warning("C-STORE refused", error=str(exc), sop_instance=message.affected_sop_instance_uid)

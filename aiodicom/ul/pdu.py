@@ -179,7 +179,9 @@ Pdu = AssociateRQ | AssociateAC | AssociateRJ | PDataTF | ReleaseRQ | ReleaseRP 
 # Encoding
 # ---------------------------------------------------------------------------------------------
 def _ae(title: str) -> bytes:
-    raw = title.encode("ascii")
+    # latin-1: the A-ASSOCIATE-AC echoes the request's AE titles (PS3.8 Table 9-17), decoded as latin-1 whatever
+    # bytes a peer put there; what we originate ourselves is checked to be an AE value before it gets here
+    raw = title.encode("latin-1", "replace")
     if len(raw) > AE_TITLE_SIZE:
         raise ValueError(f"AE title longer than 16 characters: {title!r}")
     return raw.ljust(AE_TITLE_SIZE, b" ")

@@ -334,6 +334,28 @@ def test_a_peer_whose_maximum_pdu_leaves_no_room_for_a_response_is_aborted_not_l
     assert_still_serving(server)
 
 
+@pytest.mark.parametrize("calling", [b"\xe9CHO", b"A\\B", b"A\x01B"], ids=["non-ASCII", "backslash", "control"])
+def test_a_calling_ae_title_outside_the_ae_repertoire_still_associates_and_stores(
+    server: Running, calling: bytes,
+) -> None:
+    """A modality configured with such a title: DCMTK accepts and stores. The AC echoes the field (PS3.8 Table 9-17)
+    and the file is stored without a Source AE Title (optional, PS3.10 7.1) that could not hold it; it used to be
+    an A-ABORT for the request (non-ASCII) or for every C-STORE (backslash, control character)."""
+    rq = bytearray(associate_rq(AET, "PLACEHOLDER", STORE_CTXS))
+    rq[26:42] = calling.ljust(16)  # PDU header 6, protocol version and reserved 4, called AE 16: calling AE
+    sop, study, series = new_uid(), new_uid(), new_uid()
+    with RawClient.connect(HOST, server.port) as client:
+        client.send(bytes(rq))
+        answer = client.read_answer()
+        assert isinstance(answer, AssociateAccept) and answer.accepted(3), answer
+        client.accept = answer
+        assert client.store(3, SECONDARY_CAPTURE, sop, minimal_dataset(SECONDARY_CAPTURE, sop, study, series)) == SUCCESS
+        client.release()
+    stored = pydicom.dcmread(server.storage / study / series / f"{sop}.dcm")
+    assert stored.SOPInstanceUID == sop and "SourceApplicationEntityTitle" not in stored.file_meta
+    assert_still_serving(server)
+
+
 WRONG_AFTER_ASSOCIATION = {
     "P-DATA on a context never proposed": (
         p_data_tf(pdv(3, c_echo_rq(), command=True, last=True)), REASON_INVALID_PDU_PARAMETER),
