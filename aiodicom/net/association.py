@@ -216,7 +216,10 @@ class Association:
     def _deadline(self) -> float:
         deadline = self.ul.timer_deadline() or math.inf
         if self.established.is_set() and self.error is None:
-            if self._incoming is not None and self.dimse_timeout:
+            # a message in progress (its data set, the rest of its command set, the rest of a PDU): the peer
+            # owes its next PDU within the DIMSE timeout, or a half-sent message would hold the slot forever
+            if self.dimse_timeout and (self._incoming is not None or not self._assembler.idle
+                                       or self.ul.receiving_pdu):
                 deadline = min(deadline, self._last_activity + self.dimse_timeout)
             elif self.idle_timeout and self._inflight == 0 and not self._waiters:
                 deadline = min(deadline, self._last_activity + self.idle_timeout)
@@ -226,7 +229,8 @@ class Association:
         timer = self.ul.timer_deadline()
         if timer is not None and now >= timer:
             return self.ul.handle_timer(now)
-        what = "DIMSE timeout: no data for the message in progress" if self._incoming else "idle timeout"
+        in_progress = self._incoming is not None or not self._assembler.idle or self.ul.receiving_pdu
+        what = "DIMSE timeout: no data for the message in progress" if in_progress else "idle timeout"
         self.error = AssociationTimeout(what)
         self.log.warning("aborting association", reason=what)
         return self.ul.abort()

@@ -135,6 +135,11 @@ class UpperLayer:
             chunks[0] = memoryview(bytes(chunks[0]))
         return events
 
+    @property
+    def receiving_pdu(self) -> bool:
+        """Part of a PDU has arrived and the rest has not."""
+        return self._buffered > 0
+
     def timer_deadline(self) -> float | None:
         """Absolute time at which the I/O layer must call `handle_timer`, or None."""
         return self._deadline

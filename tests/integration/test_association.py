@@ -465,3 +465,25 @@ async def test_an_ae_title_peers_cannot_accept_is_a_value_error_before_connectin
         with pytest.raises(ValueError, match="is not an AE title"):
             async with aiodicom.connect("127.0.0.1", 1, calling_ae=calling, called_ae=called):
                 pass
+
+
+@pytest.mark.parametrize("unfinished", ["command set", "PDU"])
+async def test_the_dimse_timeout_also_ends_a_half_sent_command_set_or_pdu(tmp_path, unfinished):
+    """A peer that stops in the middle of a command set, or of a PDU, must not hold its association for ever when
+    no idle timeout is set: the DIMSE timeout covers every message in progress, not only a data set."""
+    command = raw.c_echo_rq(5)
+    if unfinished == "command set":
+        partial = raw.p_data_tf(raw.pdv(1, command[:10], command=True, last=False))
+    else:
+        partial = raw.p_data_tf(raw.pdv(1, command, command=True, last=True))[:-10]
+
+    def client(port: int) -> object:
+        with raw.RawClient.connect("127.0.0.1", port, timeout=10) as peer:
+            peer.associate("AIODICOM", "RAWCLIENT", [raw.ProposedContext(1, VERIFICATION)])
+            assert peer.send(partial)
+            return peer.read_answer()
+
+    async with running_server(tmp_path, dimse_timeout=0.5, idle_timeout=None) as server:
+        with anyio.fail_after(8):
+            answer = await anyio.to_thread.run_sync(client, server.port)
+    assert isinstance(answer, raw.Abort), answer
