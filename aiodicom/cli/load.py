@@ -43,10 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "MB/s, latency percentiles and errors by kind.",
         epilog="examples:\n"
                "  aiodicom load 127.0.0.1 11112 --aec PACS --op store --concurrency 16 --duration 30\n"
-               "  aiodicom load 127.0.0.1 11112 --mix echo=1,store=3 --size 10k --count 5000 --json\n"
-               "  aiodicom load 127.0.0.1 11112 --op echo --per-operation-association --concurrency 4 --duration 10\n"
-               "  aiodicom load 127.0.0.1 11112 --op find -k QueryRetrieveLevel=STUDY -k PatientName=A* --rate 50\n"
-               "  aiodicom load 127.0.0.1 11112 --hold 10000 --echo-interval 5 --server-pid 1234")
+               "  aiodicom load 127.0.0.1 11112 --aec PACS --mix echo=1,store=3 --size 10k --count 5000 --json\n"
+               "  aiodicom load 127.0.0.1 11112 --aec PACS --op echo --per-operation-association -c 4 --duration 10\n"
+               "  aiodicom load 127.0.0.1 11112 --aec PACS --op find -k QueryRetrieveLevel=STUDY -k 'PatientName=A*'"
+               " --rate 50\n"
+               "  aiodicom load 127.0.0.1 11112 --aec PACS --hold 10000 --echo-interval 5 --server-pid 1234")
     add_client_options(p)
     what = p.add_argument_group("what to send")
     what.add_argument("--op", "--mix", dest="mix", default="echo", metavar="MIX",

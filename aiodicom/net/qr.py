@@ -46,12 +46,18 @@ class Progress:
     def final(self) -> bool:
         return st.category(self.status) is not st.Category.PENDING
 
+    @property
+    def error_comment(self) -> str | None:
+        """The peer's Error Comment (0000,0902), if it sent one: why the retrieve or its sub-operations failed."""
+        return getattr(self.response, "error_comment", None)
+
     def __str__(self) -> str:
         counts = ", ".join(f"{name} {n}" for name, n in (("remaining", self.remaining), ("completed", self.completed),
                                                           ("failed", self.failed), ("warning", self.warning))
                            if n is not None)
         command = self.response.command_field if self.response is not None else None
-        return st.describe(self.status, command) + (f" [{counts}]" if counts else "")
+        comment = f" ({self.error_comment})" if self.error_comment else ""
+        return st.describe(self.status, command) + comment + (f" [{counts}]" if counts else "")
 
 
 def sop_class(model: str, operation: int) -> str:

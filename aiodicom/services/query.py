@@ -141,9 +141,11 @@ class FindService:
                                   fuzzy_pn=options.fuzzy_pn, combined_datetime=options.combined_datetime,
                                   timezone_adjust=self.timezone if options.timezone_adjust else None)
         except IdentifierError as exc:
+            req.assoc.log.warning("C-FIND refused", status=f"0x{exc.status:04X}", reason=str(exc))
             yield exc.result()
             return
         except QueryError as exc:
+            req.assoc.log.warning("C-FIND refused", status="0xA900", reason=str(exc))
             yield Result(status=st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, error_comment=str(exc))
             return
         pending = st.PENDING_WARNING if self._unsupported_matching(identifier, level) else st.PENDING

@@ -59,6 +59,12 @@ class Peer:
 _US_MAX = 0xFFFF
 
 
+def _not_a_retrieve_class(req: ServiceRequest, operation: str) -> IdentifierError:
+    """A C-MOVE/C-GET naming another operation's SOP class (e.g. a FIND class): 0x0122 (PS3.4 C.4.2.1.5)."""
+    return IdentifierError(f"{req.message.affected_sop_class_uid} is not a {operation} SOP class",
+                           status=st.SOP_CLASS_NOT_SUPPORTED)
+
+
 @dataclass(slots=True)
 class Counts:
     remaining: int
@@ -154,7 +160,9 @@ class RetrieveService:
         dispatcher.scp_role_classes.update(STORAGE_SOP_CLASSES)
 
     async def _select(self, req: ServiceRequest, models: Mapping[str, Model]) -> list[StoredInstance]:
-        model = models[req.message.affected_sop_class_uid]
+        model = models.get(req.message.affected_sop_class_uid)
+        if model is None:
+            raise _not_a_retrieve_class(req, "C-MOVE" if models is MOVE_MODELS else "C-GET")
         identifier = req.dataset()
         if identifier is None:
             raise IdentifierError("request without identifier")
@@ -162,14 +170,22 @@ class RetrieveService:
         return [inst async for inst in self.index.instances(level, uids)]
 
     async def move(self, req: ServiceRequest) -> AsyncIterator[Result]:
+        if req.message.affected_sop_class_uid not in MOVE_MODELS:  # before the destination: the request is wrong
+            exc = _not_a_retrieve_class(req, "C-MOVE")
+            req.assoc.log.warning("C-MOVE refused", status=f"0x{exc.status:04X}", reason=str(exc))
+            yield exc.result()
+            return
         destination = req.message.move_destination.strip()
         peer = self.peers.get(destination)
         if peer is None:
+            req.assoc.log.warning("C-MOVE refused: unknown destination", destination=destination,
+                                  known=sorted(self.peers))
             yield Result(status=st.MOVE_DESTINATION_UNKNOWN, error_comment=f"unknown destination {destination!r}")
             return
         try:
             instances = await self._select(req, MOVE_MODELS)
         except IdentifierError as exc:
+            req.assoc.log.warning("C-MOVE refused", status=f"0x{exc.status:04X}", reason=str(exc))
             yield exc.result()
             return
         counts = Counts(remaining=len(instances))
@@ -191,6 +207,8 @@ class RetrieveService:
                         except OperationCancelled:  # req.cancelled is set: the loop answers Cancel with counts
                             continue
         except AssociationError as exc:
+            req.assoc.log.warning("C-MOVE sub-association failed", destination=destination,
+                                  address=f"{peer.host}:{peer.port}", error=str(exc))
             for inst in instances[counts.completed + counts.failed + counts.warning:]:
                 counts.add(None, inst.sop_instance_uid)
             yield counts.final(comment=f"sub-association to {destination}: {exc}")
@@ -199,6 +217,7 @@ class RetrieveService:
         try:
             instances = await self._select(req, GET_MODELS)
         except IdentifierError as exc:
+            req.assoc.log.warning("C-GET refused", status=f"0x{exc.status:04X}", reason=str(exc))
             yield exc.result()
             return
         counts = Counts(remaining=len(instances))

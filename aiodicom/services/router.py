@@ -40,18 +40,24 @@ class SopClassRouter:
             self.dispatcher.add(request_type, self._route_for(table))
         table[sop_class_uid] = handler
 
-    @staticmethod
-    def _route_for(table: dict[str, Handler]) -> Callable[[ServiceRequest], Any]:
+    def _route_for(self, table: dict[str, Handler]) -> Callable[[ServiceRequest], Any]:
         def route(req: ServiceRequest) -> Any:
             handler = table.get(message_sop_class(req.message))
             if handler is None:
-                return _no_such_class(req)
+                return _not_served(req, recognized=message_sop_class(req.message) in self.dispatcher.supported)
             return handler(req)
 
         return route
 
 
-async def _no_such_class(req: ServiceRequest) -> Result:
-    """PS3.7 C.5.11: the SOP class the message names is not one this SCP serves for this operation."""
-    return Result(status=st.NO_SUCH_SOP_CLASS,
-                  error_comment=f"{type(req.message).__name__} not supported for {message_sop_class(req.message)}")
+async def _not_served(req: ServiceRequest, *, recognized: bool) -> Result:
+    """The SOP class the message names is not served by this operation. A C-service: 0x0122 SOP Class not
+    supported (PS3.4 C.4.1.1.4, as DCMTK answers). An N-service on a class we serve otherwise: the operation is
+    not one of its own, 0x0211 Unrecognized operation (PS3.7 C.4.2), e.g. N-GET of an MPPS; on another class,
+    0x0118 No such SOP Class (PS3.7 C.5.11)."""
+    sop_class = message_sop_class(req.message)
+    if req.message.command_field < 0x0100:
+        status = st.SOP_CLASS_NOT_SUPPORTED
+    else:
+        status = st.UNRECOGNIZED_OPERATION if recognized else st.NO_SUCH_SOP_CLASS
+    return Result(status=status, error_comment=f"{type(req.message).__name__} not supported for {sop_class}")

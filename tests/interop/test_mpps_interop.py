@@ -159,3 +159,24 @@ def test_a_scheduled_step_from_worklist_to_completed_across_restarts(tmp_path: P
         assert scheduled(server.port, tmp_path / "r5")[ITEMS[2].sps_id] == "COMPLETED"
         late = aiodicom("mpps", HOST, str(server.port), "discontinue", uid, "--aec", AET)
         assert late.returncode == 1 and "0x0110" in late.stderr  # still final after a restart
+
+
+def test_an_operation_mpps_does_not_define_is_answered_unrecognized_operation(tmp_path: Path) -> None:
+    """N-GET of an MPPS (PS3.4 F.7 defines only N-CREATE and N-SET): the class is served, the operation is not one
+    of its own, 0x0211 Unrecognized operation (PS3.7 C.4.2); it was 0x0118 No such SOP Class."""
+    import anyio
+
+    import aiodicom
+    from aiodicom.dimse.messages import NGetRQ
+    from aiodicom.services.mpps import MPPS_SOP_CLASS as MODALITY_PERFORMED_PROCEDURE_STEP
+
+    async def ask(port: int) -> int:
+        async with aiodicom.connect(HOST, port, called_ae="AIODICOM",
+                                    contexts=[MODALITY_PERFORMED_PROCEDURE_STEP]) as assoc:
+            rq = NGetRQ(message_id=3, requested_sop_class_uid=MODALITY_PERFORMED_PROCEDURE_STEP,
+                        requested_sop_instance_uid="1.2.3.4")
+            rsp, _ = await assoc.assoc.request(rq, assoc.context_for(MODALITY_PERFORMED_PROCEDURE_STEP))
+            return rsp.status
+
+    with aiodicom_serve(tmp_path) as server:
+        assert anyio.run(ask, server.port) == 0x0211

@@ -23,8 +23,9 @@ import pytest
 from pydicom.dataset import Dataset
 
 import aiodicom
-from aiodicom.dimse.messages import CMoveRQ, Response
-from aiodicom.uids import PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE, VERIFICATION
+from aiodicom.dimse.dataset import EncodedDataset
+from aiodicom.dimse.messages import CFindRQ, CGetRQ, CMoveRQ, Response
+from aiodicom.uids import PATIENT_ROOT_MOVE, STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE, VERIFICATION
 from tests.dicomdata import Corpus, assert_same_content, assert_same_dataset_bytes, received_by_uid
 from tests.peers import HOST, Running, aiodicom_serve, dcmtk_storescp, free_port, storescu
 from tests.qrpeers import (
@@ -227,8 +228,44 @@ def test_aiodicom_move_to_a_destination_that_is_down_exits_1_naming_the_failed_i
     done = aiodicom_retrieve("move", source.port, *chosen.keys, aec="AIODICOM", dest="DOWN")
     assert done.returncode == 1, done.stderr
     assert "0xA702" in done.stdout
+    assert "(sub-association to DOWN: cannot connect to" in done.stdout  # the server's Error Comment: why
     assert {line.split("failed:")[1].strip() for line in done.stderr.splitlines() if "failed:" in line} == {
         r.sop_instance_uid for r in expected}
+    logged = [line for line in source.output().splitlines() if "C-MOVE sub-association failed" in line]
+    assert logged and "DOWN" in logged[-1] and "cannot connect" in logged[-1], logged
+
+
+def test_aiodicom_move_to_an_unknown_destination_says_so_and_the_server_logs_it(source: Running, qr_data: QrData) -> None:
+    done = aiodicom_retrieve("move", source.port, *_selection(qr_data, "study").keys, aec="AIODICOM", dest="NOWHERE")
+    assert done.returncode == 1, done.stderr
+    assert "0xA801" in done.stdout and "(unknown destination 'NOWHERE')" in done.stdout, done.stdout
+    logged = [line for line in source.output().splitlines() if "C-MOVE refused: unknown destination" in line]
+    assert logged and "NOWHERE" in logged[-1], logged
+
+
+@pytest.mark.parametrize(("request_type", "named_class"), [("move", STUDY_ROOT_FIND), ("get", STUDY_ROOT_FIND),
+                                                            ("find", STUDY_ROOT_MOVE)])
+def test_a_request_naming_a_sop_class_of_another_operation_is_refused_with_0122(
+    source: Running, request_type: str, named_class: str,
+) -> None:
+    """PS3.4 C.4.1.1.4 / C.4.2.1.5: 0x0122 SOP Class not supported, as DCMTK answers (it was an internal KeyError
+    answered 0xC000 for C-MOVE/C-GET, and 0x0118, an N-service status, for C-FIND)."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = "1.2.3"
+    message_id = 7
+    message = {"move": lambda: CMoveRQ(message_id=message_id, affected_sop_class_uid=named_class, move_destination="X"),
+               "get": lambda: CGetRQ(message_id=message_id, affected_sop_class_uid=named_class),
+               "find": lambda: CFindRQ(message_id=message_id, affected_sop_class_uid=named_class)}[request_type]()
+
+    async def ask() -> list[int]:
+        async with aiodicom.connect(HOST, source.port, called_ae="AIODICOM",
+                                    contexts=[STUDY_ROOT_FIND, STUDY_ROOT_MOVE, STUDY_ROOT_GET]) as assoc:
+            cid = assoc.context_for(named_class)
+            data = EncodedDataset.from_dataset(identifier, assoc.assoc.transfer_syntax(cid))
+            return [rsp.status async for rsp, _ in assoc.request_iter(message, cid, data)]
+
+    assert anyio.run(ask) == [0x0122]
 
 
 @pytest.mark.parametrize("selection", ["patient", "study", "image"])
