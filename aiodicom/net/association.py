@@ -259,7 +259,10 @@ class Association:
                     self.established.set()
                 case ev.ReleaseRequested():
                     if self._idle.is_set() or self._tg is None:
-                        self.ul.release_response()
+                        # not when a PDU read in the same chunk already ended the association (a second
+                        # A-RELEASE-RQ in Sta8 is AA-8: the machine sent A-ABORT and waits in Sta13)
+                        with contextlib.suppress(LocalProtocolError):
+                            self.ul.release_response()
                     else:  # answer once our operations are done: their responses must precede A-RELEASE-RP
                         self.start_soon(self._release_when_idle)
                 case ev.ReleaseConfirmed():

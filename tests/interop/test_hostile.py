@@ -356,6 +356,18 @@ def test_a_calling_ae_title_outside_the_ae_repertoire_still_associates_and_store
     assert_still_serving(server)
 
 
+def test_two_release_requests_in_one_write_get_the_state_tables_abort_without_an_internal_error(
+    server: Running,
+) -> None:
+    """Sta8 + a second A-RELEASE-RQ is AA-8 (PS3.8 Table 9-10): A-ABORT, unexpected PDU. Both PDUs are read before
+    the first is answered; answering it in Sta13 used to raise inside the association ('internal error')."""
+    with associated(server) as client:
+        client.send(release_rq() + release_rq())
+        assert_aborted(client, REASON_UNEXPECTED_PDU)
+    assert_still_serving(server)
+    assert "RELEASE_RESPONSE (Evt14) is not allowed" not in server.output()
+
+
 WRONG_AFTER_ASSOCIATION = {
     "P-DATA on a context never proposed": (
         p_data_tf(pdv(3, c_echo_rq(), command=True, last=True)), REASON_INVALID_PDU_PARAMETER),
