@@ -132,8 +132,16 @@ def accept(rq: AssociateRQ, policy: AcceptorPolicy, *, identity_response: bytes 
             if answer is not None:
                 extended.append(ExtendedNegotiation(sop_class_uid=item.sop_class_uid, info=answer))
     identity_ac = None
-    if ui.user_identity_rq is not None and ui.user_identity_rq.positive_response_requested:
-        identity_ac = UserIdentityAC(server_response=identity_response or b"")
+    asked = ui.user_identity_rq
+    if asked is not None and asked.positive_response_requested:
+        # With a response from whoever verified the identity, send it. Without one, answer only a username or
+        # username and passcode (types 1, 2: zero length, PS3.15 B.4); a Kerberos, SAML or JWT identity (3-5)
+        # nobody verified gets no positive response, whose server-response would have to carry a ticket or an
+        # assertion (PS3.7 D.3.3.7.2)
+        if identity_response is not None:
+            identity_ac = UserIdentityAC(server_response=identity_response)
+        elif asked.identity_type in (1, 2):
+            identity_ac = UserIdentityAC(server_response=b"")
     return AssociateAC(
         called_ae=rq.called_ae,
         calling_ae=rq.calling_ae,

@@ -224,6 +224,17 @@ def test_user_identity_response_only_when_asked_for() -> None:
     assert accept(silent, POLICY, identity_response=b"token").user_info.user_identity_ac is None
 
 
+@pytest.mark.parametrize("identity_type", [3, 4, 5])
+def test_a_kerberos_saml_or_jwt_identity_nobody_verified_gets_no_positive_response(identity_type: int) -> None:
+    """PS3.7 D.3.3.7.2: the server-response of types 3-5 carries a ticket or an assertion; an acceptor that did not
+    verify the identity accepts without a User Identity sub-item (DCMTK and pynetdicom send none either)."""
+    asks = UserIdentityRQ(identity_type=identity_type, positive_response_requested=True, primary=b"opaque-token")
+    rq = _rq(_ctx(1, CT, IMPLICIT), user_identity_rq=asks)
+    assert accept(rq, POLICY).user_info.user_identity_ac is None
+    assert accept(rq, POLICY, identity_response=b"assertion").user_info.user_identity_ac == UserIdentityAC(
+        server_response=b"assertion")
+
+
 def test_extended_negotiation_is_answered_by_the_policy() -> None:
     items = (ExtendedNegotiation(sop_class_uid=CT, info=b"\x02\x00\x03\x00\x01\x00"),
              ExtendedNegotiation(sop_class_uid=VERIFICATION, info=b"\x01"))
