@@ -45,9 +45,11 @@ from .workers import die_with_parent, start_worker, stop_workers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run an SCP that stores what it receives",
-                       description="Verification and Storage SCP: every instance is written as a PS3.10 file "
-                                   "under STORAGE/<study>/<series>/<instance>.dcm, durable before Success.")
+    p = sub.add_parser("serve", help="run an SCP: storage, query/retrieve, worklist, MPPS, commitment, print",
+                       description="Verification, Storage, Query/Retrieve (C-FIND, C-MOVE, C-GET), Modality Worklist "
+                                   "(--worklist), MPPS, Storage Commitment and Print Management SCP. Every instance "
+                                   "is written as a PS3.10 file under STORAGE/<study>/<series>/<instance>.dcm, "
+                                   "durable before Success, and indexed for queries.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=listen_port, default=11112, help="TCP port (default 11112; 0: any free one)")
     p.add_argument("--aet", type=ae_title, default="AIODICOM", help="our AE title (default AIODICOM)")

@@ -227,4 +227,10 @@ def error_comment(text: str) -> str:
     """An Error Comment (0000,0902) is LO: 64 characters of the default repertoire, no backslash."""
     # "PS3.5 §9.1" reads as well as "PS3.5 9.1"; other characters outside the repertoire become "?"
     clean = text.replace("§", "").encode("ascii", "replace").decode("ascii").replace("\\", "/")
-    return "".join(c if " " <= c <= "~" else " " for c in clean)[:64].rstrip()
+    clean = "".join(c if " " <= c <= "~" else " " for c in clean).rstrip()
+    if len(clean) <= 64:
+        return clean
+    # too long: end on a word with "...", so a cut-off reads as one ("needs one val" read as if complete)
+    head = clean[:61]
+    cut = head.rfind(" ")
+    return (head[:cut] if cut >= 40 else head).rstrip(" ,;:(") + "..."

@@ -213,7 +213,10 @@ def _last_error(d: dict[str, Any]) -> str:
     if not error:
         return "-"
     age = d.get("last_error_age")
-    return error[:60] + (f" ({_age(age)} ago)" if age is not None else "")
+    if len(error) > 60:  # the last column: cut on a word, and say so (never in the middle of a port number)
+        cut = error.rfind(" ", 0, 57)
+        error = error[:cut if cut >= 30 else 57].rstrip(" ,;:") + "..."
+    return error + (f" ({_age(age)} ago)" if age is not None else "")
 
 
 def _dash(value: Any) -> str:

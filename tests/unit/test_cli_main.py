@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,13 @@ def test_an_echo_and_the_client_api_import_no_pydicom() -> None:
     assert uids.uid_name("1.2.840.10008.1.2.4.50").startswith("JPEG Baseline")
     with pytest.raises(AttributeError):
         uids.NO_SUCH_TABLE  # noqa: B018
+
+
+def test_version_names_the_package_and_what_goes_on_the_wire(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert re.fullmatch(r"aiodicom \S+ \(implementation version name AIODICOM_\w+\)\n", capsys.readouterr().out)
 
 
 def test_an_unknown_verb_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -362,5 +362,10 @@ def test_an_error_comment_fits_lo_and_keeps_section_numbers_readable() -> None:
     from aiodicom.net.dispatch import error_comment
 
     text = error_comment("invalid SOP Instance UID: '1.2.abc' (PS3.5 §9.1: digits) é \\ and then far too much more text")
-    assert text == "invalid SOP Instance UID: '1.2.abc' (PS3.5 9.1: digits) ? / and"
+    assert text == "invalid SOP Instance UID: '1.2.abc' (PS3.5 9.1: digits) ? /..."  # a cut-off says so
     assert len(text) <= 64 and text.isascii() and "\\" not in text
+    assert error_comment("PatientID (unique key of the PATIENT level) needs one value!") == (
+        "PatientID (unique key of the PATIENT level) needs one value!")  # 60 characters: whole
+    cut = error_comment("SeriesInstanceUID (unique key of the SERIES level) needs one value")
+    assert cut == "SeriesInstanceUID (unique key of the SERIES level) needs one..."  # not "... needs one val"
+    assert len(error_comment("x" * 100)) == 64

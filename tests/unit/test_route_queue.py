@@ -586,6 +586,9 @@ def test_status_adds_up_the_workers_counters(tmp_path: Path) -> None:
     assert "in/min" in format_status(status) and "180.0" in format_status(status)
     assert (row["last_error"], row["last_error_age"]) == ("refused", 90.0)
     assert "refused (1.5m ago)" in format_status(status)
+    long = "association to PACS (127.0.0.1:12141) failed: cannot connect to 127.0.0.1:12141: Connection refused"
+    status["destinations"]["PACS"]["last_error"] = long
+    assert "association to PACS (127.0.0.1:12141) failed: cannot... (1.5m ago)" in format_status(status)
 
 
 def test_a_queue_on_another_file_system_gets_a_copy_instead_of_a_hard_link(tmp_path: Path) -> None:
