@@ -25,7 +25,7 @@ from ..dimse.assembly import CommandComplete, DataFragment, MessageAssembler
 from ..dimse.dataset import EncodedDataset
 from ..dimse.errors import DimseError
 from ..dimse.fragment import max_fragment_size
-from ..dimse.messages import CCancelRQ, Message, Request, Response, encode_message
+from ..dimse.messages import MESSAGE_TYPES, CCancelRQ, Message, Request, Response, encode_message
 from ..dimse.status import Category
 from ..ul import events as ev
 from ..ul.constants import AbortReason, AbortSource
@@ -40,6 +40,7 @@ from .errors import (
     AssociationRejected,
     AssociationTimeout,
 )
+from .dispatch import error_comment
 from .flag import Flag
 from .sinks import ReceiveFailed, Sink, SpoolSink
 from .stream import FastStream
@@ -244,6 +245,8 @@ class Association:
                         try:
                             dimse_events = self._assembler.feed(pdv)
                         except DimseError as exc:
+                            if await self._answer_malformed(exc, pdv.context_id):
+                                continue  # answered with its failure status: the association goes on
                             await self._dimse_protocol_error(exc)
                             return
                         for d in dimse_events:
@@ -311,6 +314,21 @@ class Association:
             self.negotiated.max_operations_performed
         self._window = asyncio.Semaphore(n if n > 0 else 1 << 16)
         self._serial = n == 1
+
+    async def _answer_malformed(self, exc: DimseError, context_id: int) -> bool:
+        """A request whose command set decoded but is not a valid message (a mandatory element missing, PS3.7
+        9.3/10.3): answer it with the failure status the decoder chose (0x0212 Mistyped argument) and go on, as the
+        assembler does (it drops the request's data set). False when it cannot be answered: unreadable bytes, an
+        unknown Command Field (no response type to answer with), a response or a C-CANCEL."""
+        rsp_type = MESSAGE_TYPES.get((exc.command_field or 0) | 0x8000)
+        if not exc.answerable or rsp_type is None or not issubclass(rsp_type, Response):
+            return False
+        assert exc.status is not None and exc.message_id is not None
+        self.log.warning("malformed request answered with a failure status", status=f"0x{exc.status:04X}",
+                         detail=str(exc))
+        await self.send(rsp_type(message_id_being_responded_to=exc.message_id, status=exc.status,  # type: ignore[call-arg]
+                                 error_comment=error_comment(str(exc))), context_id)
+        return True
 
     async def _dimse_protocol_error(self, exc: DimseError) -> None:
         """A DIMSE-level violation (PS3.7 §6.3.1): nothing on this association can be trusted any more."""

@@ -368,6 +368,28 @@ def test_two_release_requests_in_one_write_get_the_state_tables_abort_without_an
     assert "RELEASE_RESPONSE (Evt14) is not allowed" not in server.output()
 
 
+def test_a_request_missing_a_mandatory_element_is_answered_0212_and_the_association_goes_on(
+    server: Running,
+) -> None:
+    """PS3.7 9.3.1.1: a C-STORE-RQ without its Affected SOP Instance UID cannot be performed, but it can be answered:
+    0x0212 Mistyped argument for its Message ID, its data set dropped, the next request served (it was an A-ABORT)."""
+    from tests import rawdicom as raw
+
+    sop = new_uid()
+    no_instance = raw.command_set({raw.TAG_AFFECTED_SOP_CLASS: raw.ui(SECONDARY_CAPTURE),
+                                   raw.TAG_COMMAND_FIELD: raw.us(raw.C_STORE_RQ), raw.TAG_MESSAGE_ID: raw.us(21),
+                                   raw.TAG_PRIORITY: raw.us(0), raw.TAG_DATA_SET_TYPE: raw.us(0)})
+    with associated(server, STORE_CTXS) as client:
+        assert client.send_message(3, no_instance, minimal_dataset(SECONDARY_CAPTURE, sop, new_uid(), new_uid()))
+        fields, _ = client.read_message()
+        assert raw.us_of(fields, raw.TAG_COMMAND_FIELD) == raw.C_STORE_RSP
+        assert raw.us_of(fields, raw.TAG_MESSAGE_ID_RESPONDED) == 21
+        assert raw.us_of(fields, raw.TAG_STATUS) == 0x0212
+        assert client.echo(message_id=22) == SUCCESS
+        client.release()
+    assert_still_serving(server)
+
+
 WRONG_AFTER_ASSOCIATION = {
     "P-DATA on a context never proposed": (
         p_data_tf(pdv(3, c_echo_rq(), command=True, last=True)), REASON_INVALID_PDU_PARAMETER),
