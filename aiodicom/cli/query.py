@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from ..archive.filestore import FileStore
@@ -56,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _identifier(args: argparse.Namespace):
     try:
-        return build_identifier(args.key)
+        with warnings.catch_warnings():  # pydicom warns of a value its VR does not allow: the peer answers that
+            warnings.simplefilter("ignore")  # (0xA900 with a comment), one line instead of a warning and a line
+            return build_identifier(args.key)
     except KeySpecError as exc:
         raise SystemExit(fail(str(exc), EXIT_USAGE)) from None
 

@@ -212,7 +212,12 @@ def _retry(args: argparse.Namespace) -> int:
         return found
     root, names = found
     spool = Spool(root)  # not opened: the running router holds the lock and takes what lands in inbox/
-    targets = args.destination or destinations_in(root, names)
+    known = destinations_in(root, names)
+    unknown = [name for name in args.destination or () if name not in known]
+    if unknown:
+        return fail(f"no destination {', '.join(map(repr, unknown))} in {root} (known: {', '.join(known) or 'none'})",
+                    EXIT_USAGE)
+    targets = args.destination or known
     if args.list:
         for entry in dead_letters(spool, targets):
             print(f"{entry.destination}  {entry.sop_instance_uid}  attempts={entry.attempts}  {entry.reason}")

@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from ..archive.workflow_db import API_SOURCE, WorkflowDb
 from ..services.worklist import MalformedWorklistFile, missing_type1, read_worklist_file
-from .common import EXIT_FAILURE_STATUS, EXIT_OK, add_log_options, fail, setup_logging
+from .common import EXIT_FAILURE_STATUS, EXIT_OK, EXIT_USAGE, add_log_options, fail, setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 async def main(args: argparse.Namespace) -> int:
     setup_logging(args)
+    if args.verb != "add" and not Path(args.storage).is_dir():  # a typo must not read as an empty worklist
+        return fail(f"{args.storage}: no such storage folder (as given to serve --storage)", EXIT_USAGE)
     async with await WorkflowDb.open(Path(args.storage)) as db:
         if args.verb == "add":
             return await _add(db, args.files)

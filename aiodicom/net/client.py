@@ -36,6 +36,7 @@ from ..log import get_logger
 from ..uids import (
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     VERIFICATION,
+    uid_name,
 )
 from ..ul.machine import ARTIM, Role, UlConfig
 from ..ul.pdu import (
@@ -167,9 +168,11 @@ class Client:
         cid = negotiated.context_for(sop_class, encoded.transfer_syntax)
         converted: EncodedDataset | None = None
         if cid is None:
+            accepted = accepted_syntaxes(negotiated.contexts.items(), sop_class)
+            if not accepted:  # the SOP class itself was refused (or never proposed): no syntax would do
+                raise NoPresentationContext(f"the peer did not accept {uid_name(sop_class)} ({sop_class})")
             try:
-                target = choose_syntax(encoded.transfer_syntax, accepted_syntaxes(negotiated.contexts.items(),
-                                                                                  sop_class))
+                target = choose_syntax(encoded.transfer_syntax, accepted)
                 converted = await anyio.to_thread.run_sync(convert, encoded, target)
             except CannotConvert as exc:
                 raise NoPresentationContext(f"no accepted presentation context for {sop_class} in "

@@ -123,7 +123,7 @@ async def test_uncompressed_data_set_is_converted_to_the_accepted_syntax(tmp_pat
 async def test_no_context_for_a_sop_class_raises_without_breaking_the_association(tmp_path):
     async with running_server(tmp_path) as server:
         async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM") as assoc:
-            with pytest.raises(NoPresentationContext):
+            with pytest.raises(NoPresentationContext, match=r"the peer did not accept CT Image Storage \(1\.2\.840"):
                 await assoc.store(CT)
             assert (await assoc.echo()).ok
 

@@ -76,3 +76,26 @@ def test_index_rebuild_of_a_missing_folder_is_a_usage_error(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert "no such folder" in single_error_line(done)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_mistyped_storage_folder_is_not_an_empty_worklist(tmp_path: Path) -> None:
+    done = aiodicom("worklist", "list", "--storage", str(tmp_path / "archiv"))
+    assert done.returncode == 2 and "no such storage folder" in single_error_line(done)
+    assert not (tmp_path / "archiv").exists()
+
+
+def test_route_retry_for_a_destination_the_spool_does_not_know_says_so(tmp_path: Path) -> None:
+    (tmp_path / "spool" / "dead" / "PACS").mkdir(parents=True)
+    done = aiodicom("route", "retry", "--spool", str(tmp_path / "spool"), "--destination", "NOPE")
+    assert done.returncode == 2, done.stderr
+    assert "no destination 'NOPE'" in single_error_line(done) and "known: PACS" in done.stderr
+
+
+def test_find_with_a_value_its_vr_does_not_allow_is_the_peers_one_line_answer(tmp_path: Path) -> None:
+    from tests.peers import aiodicom_serve
+
+    with aiodicom_serve(tmp_path) as server:
+        done = aiodicom("find", HOST, str(server.port), "--aec", "AIODICOM", "-k", "QueryRetrieveLevel=STUDY",
+                        "-k", "StudyDate=notadate")
+    assert done.returncode != 0 and "Warning" not in done.stderr and "warn" not in done.stderr, done.stderr
+    assert "0xA900" in single_error_line(done)
