@@ -44,6 +44,7 @@ class ServiceRequest:
     payload: Any  # EncodedDataset (default sink), what a service's own sink returned, or None
     assoc: Association
     cancelled: Flag = field(default_factory=Flag)  # set by C-CANCEL; a Flag costs nothing until awaited
+    duplicate: bool = False  # its Message ID is that of an operation still running: not performed (0x0210)
 
     @property
     def calling_ae(self) -> str:
@@ -133,7 +134,11 @@ class Dispatcher:
         req = ServiceRequest(message=message, context_id=context_id, abstract_syntax=abstract,
                              transfer_syntax=ts, payload=payload, assoc=assoc)
         if type(message) in self.handlers and not isinstance(payload, ReceiveFailed):
-            self._operations[(assoc.id, message.message_id)] = req  # type: ignore[attr-defined]
+            key = (assoc.id, message.message_id)  # type: ignore[attr-defined]
+            if key in self._operations:  # with an operations window: a C-CANCEL could not tell the two apart
+                req.duplicate = True
+            else:
+                self._operations[key] = req
         return req
 
     async def handle(self, req: ServiceRequest) -> None:
@@ -142,6 +147,10 @@ class Dispatcher:
         rsp_type: type[Response] = MESSAGE_TYPES[message.command_field | 0x8000]  # type: ignore[assignment]
         if isinstance(payload, ReceiveFailed):
             await self._respond(req, rsp_type, Result(status=payload.status, error_comment=payload.comment))
+            return
+        if req.duplicate:  # PS3.7 C.5.3
+            await self._respond(req, rsp_type, Result(status=st.DUPLICATE_INVOCATION, error_comment=(
+                f"Message ID {message.message_id} is that of an operation still in progress")))  # type: ignore[attr-defined]
             return
         handler = self.handlers.get(type(message))
         if handler is None:

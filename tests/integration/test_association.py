@@ -487,3 +487,38 @@ async def test_the_dimse_timeout_also_ends_a_half_sent_command_set_or_pdu(tmp_pa
         with anyio.fail_after(8):
             answer = await anyio.to_thread.run_sync(client, server.port)
     assert isinstance(answer, raw.Abort), answer
+
+
+async def test_a_second_request_with_the_message_id_of_a_running_one_is_a_duplicate_invocation(tmp_path):
+    """PS3.7 C.5.3, 0x0210: within an operations window two outstanding requests may not share a Message ID (a
+    C-CANCEL could not tell them apart); the second is refused, not run."""
+    study_root_find = "1.2.840.10008.5.1.4.1.2.2.1"
+    runs = 0
+
+    async def find(req):
+        nonlocal runs
+        runs += 1
+        await anyio.sleep(0.5)
+        yield raw.element(0x00080052, raw.text("STUDY"))
+
+    dispatcher = Dispatcher()
+    dispatcher.support([study_root_find], [IMPLICIT_VR_LITTLE_ENDIAN])
+    dispatcher.add(CFindRQ, find)
+    identifier = raw.element(0x00080052, raw.text("STUDY"))
+    async with running_server(tmp_path, dispatcher=dispatcher, max_operations=4) as server:
+        async with aiodicom.connect("127.0.0.1", server.port, called_ae="AIODICOM",
+                                    contexts=[(study_root_find, [IMPLICIT_VR_LITTLE_ENDIAN])],
+                                    async_ops=AsyncOpsWindow(max_invoked=4, max_performed=1)) as assoc:
+            cid = assoc.context_for(study_root_find)
+            first = CFindRQ(message_id=42, affected_sop_class_uid=study_root_find)
+            seen = []
+
+            async def ask() -> None:
+                async for rsp, _ in assoc.request_iter(first, cid, identifier):
+                    seen.append(rsp.status)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await anyio.sleep(0.1)  # the first is running on the server
+                await assoc.assoc.send(CFindRQ(message_id=42, affected_sop_class_uid=study_root_find), cid, identifier)
+    assert seen == [st.DUPLICATE_INVOCATION] and runs == 1
