@@ -84,6 +84,8 @@ class Dispatcher:
         self.extended: dict[str, Callable[[bytes], bytes | None]] = {}
         self._operations: dict[tuple[int, int], ServiceRequest] = {}
         self.inline: set[type[Request]] = set()
+        # Meta SOP class → the SOP classes a context for it covers (PS3.4 H.3.2.2: Print Management)
+        self.meta_members: dict[str, frozenset[str]] = {}
 
     def add(self, request_type: type[Request], handler: Handler, *, sink: SinkFactory | None = None,
             inline: bool = False) -> None:
@@ -148,6 +150,17 @@ class Dispatcher:
         if isinstance(payload, ReceiveFailed):
             await self._respond(req, rsp_type, Result(status=payload.status, error_comment=payload.comment))
             return
+        sop_class = message_sop_class(message)
+        if sop_class and sop_class != req.abstract_syntax and not self._negotiated(assoc, sop_class):
+            # PS3.7 D.3.2: a SOP class is used only over a context negotiated for it. Only a class negotiated on
+            # no context at all is refused (a request on another of its contexts is served, as DCMTK does):
+            # 0x0122 for a C-service, 0x0118 for an N-service (PS3.7 C.5.11)
+            status = st.SOP_CLASS_NOT_SUPPORTED if message.command_field < 0x0100 else st.NO_SUCH_SOP_CLASS
+            assoc.log.warning("request for a SOP class not negotiated", command=type(message).__name__,
+                              sop_class=sop_class, status=f"0x{status:04X}")
+            await self._respond(req, rsp_type, Result(status=status, error_comment=(
+                f"{sop_class} was not negotiated on this association")))
+            return
         if req.duplicate:  # PS3.7 C.5.3
             await self._respond(req, rsp_type, Result(status=st.DUPLICATE_INVOCATION, error_comment=(
                 f"Message ID {message.message_id} is that of an operation still in progress")))  # type: ignore[attr-defined]
@@ -178,6 +191,11 @@ class Dispatcher:
         finally:
             if self._operations.get(key) is req:  # a peer reusing a message ID must not unregister another
                 del self._operations[key]
+
+    def _negotiated(self, assoc: Association, sop_class: str) -> bool:
+        members = self.meta_members
+        return any(abstract == sop_class or sop_class in members.get(abstract, ())
+                   for abstract, _ in assoc.negotiated.contexts.values())
 
     async def _stream(self, req: ServiceRequest, rsp_type: type[Response], items: AsyncIterator[Any]) -> None:
         """Each item a Pending response; the end (or a final Result) the final one. After a C-CANCEL the
@@ -221,6 +239,11 @@ class Dispatcher:
             extra["error_comment"] = error_comment(result.error_comment)
         rsp = rsp_type.for_request(req.message, result.status, has_dataset=data is not None, **extra)
         await req.assoc.send(rsp, req.context_id, data)
+
+
+def message_sop_class(message: Request) -> str:
+    """The SOP class a request names: its Affected or Requested SOP Class UID ("" for a C-CANCEL)."""
+    return getattr(message, "affected_sop_class_uid", None) or getattr(message, "requested_sop_class_uid", None) or ""
 
 
 def failure_status(message: Request) -> int:

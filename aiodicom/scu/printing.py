@@ -38,6 +38,7 @@ from ..services.printing.model import (
     GRAYSCALE_IMAGE_BOX,
     GRAYSCALE_META,
     JOB_STATUS_OF_EVENT,
+    META_MEMBERS,
     PRINT_JOB,
     PRINTER,
     PRINTER_INSTANCE,
@@ -154,6 +155,7 @@ class PrintEvents:
         self._changed = anyio.Event()
 
     def install(self, dispatcher: Dispatcher) -> None:
+        dispatcher.meta_members.update(META_MEMBERS)  # a Printer event comes on the meta SOP class context
         router = SopClassRouter.for_dispatcher(dispatcher)
         router.add(NEventReportRQ, PRINT_JOB, self.report)
         router.add(NEventReportRQ, PRINTER, self.report)

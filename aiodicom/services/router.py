@@ -12,11 +12,7 @@ from typing import Any
 
 from ..dimse import status as st
 from ..dimse.messages import Request
-from ..net.dispatch import Dispatcher, Handler, Result, ServiceRequest
-
-
-def message_sop_class(message: Request) -> str:
-    return getattr(message, "affected_sop_class_uid", None) or getattr(message, "requested_sop_class_uid", None) or ""
+from ..net.dispatch import Dispatcher, Handler, Result, ServiceRequest, message_sop_class
 
 
 class SopClassRouter:

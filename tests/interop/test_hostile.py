@@ -390,6 +390,35 @@ def test_a_request_missing_a_mandatory_element_is_answered_0212_and_the_associat
     assert_still_serving(server)
 
 
+def test_a_sop_class_negotiated_on_no_context_is_refused_and_nothing_is_stored_or_created(server: Running) -> None:
+    """PS3.7 D.3.2: a SOP class is used over a context negotiated for it. A C-STORE naming a class never negotiated
+    (1.2.3.4, on the Secondary Capture context) gets 0x0122 and is not stored; an MPPS N-CREATE on an association
+    that proposed only Verification gets 0x0118 and creates nothing (both were Success). A class negotiated on
+    another context of the association is still served on this one, as DCMTK does."""
+    from tests import rawdicom as raw
+
+    mpps = "1.2.840.10008.3.1.2.3.3"
+    sop, study, series = new_uid(), new_uid(), new_uid()
+    with associated(server, STORE_CTXS) as client:
+        assert client.store(3, "1.2.3.4", sop, minimal_dataset("1.2.3.4", sop, study, series)) == 0x0122
+        served = new_uid()   # Secondary Capture, negotiated on context 3, sent on the Verification context 1
+        assert client.store(1, SECONDARY_CAPTURE, served, minimal_dataset(SECONDARY_CAPTURE, served, study, series),
+                            message_id=2) == SUCCESS
+        client.release()
+    assert not (server.storage / study / series / f"{sop}.dcm").exists()
+    assert (server.storage / study / series / f"{served}.dcm").exists()
+    n_create = raw.command_set({raw.TAG_AFFECTED_SOP_CLASS: raw.ui(mpps), raw.TAG_COMMAND_FIELD: raw.us(0x0140),
+                                raw.TAG_MESSAGE_ID: raw.us(5), raw.TAG_DATA_SET_TYPE: raw.us(raw.NO_DATA_SET),
+                                raw.TAG_AFFECTED_SOP_INSTANCE: raw.ui(new_uid())})
+    with associated(server) as client:   # Verification only
+        assert client.send_message(1, n_create)
+        fields, _ = client.read_message()
+        assert raw.us_of(fields, raw.TAG_COMMAND_FIELD) == 0x8140
+        assert raw.us_of(fields, raw.TAG_STATUS) == 0x0118
+        client.release()
+    assert_still_serving(server)
+
+
 WRONG_AFTER_ASSOCIATION = {
     "P-DATA on a context never proposed": (
         p_data_tf(pdv(3, c_echo_rq(), command=True, last=True)), REASON_INVALID_PDU_PARAMETER),

@@ -30,6 +30,11 @@ PRINTER: Final = "1.2.840.10008.5.1.1.16"
 PRINTER_INSTANCE: Final = "1.2.840.10008.5.1.1.17"  # the well-known Printer SOP Instance (PS3.4 H.4.6.3)
 
 META_CLASSES: Final = (GRAYSCALE_META, COLOR_META)
+# What a context for each Meta SOP class covers (PS3.4 H.3.2.2, H.3.2.3): requests and N-EVENT-REPORTs of these
+# classes travel on it
+META_MEMBERS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
+    GRAYSCALE_META: frozenset({FILM_SESSION, FILM_BOX, GRAYSCALE_IMAGE_BOX, PRINTER}),
+    COLOR_META: frozenset({FILM_SESSION, FILM_BOX, COLOR_IMAGE_BOX, PRINTER})})
 IMAGE_BOX_OF_META: Final[Mapping[str, str]] = MappingProxyType({
     GRAYSCALE_META: GRAYSCALE_IMAGE_BOX, COLOR_META: COLOR_IMAGE_BOX})
 SOP_CLASS_NAMES: Final[Mapping[str, str]] = MappingProxyType({

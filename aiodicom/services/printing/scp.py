@@ -43,6 +43,7 @@ from .model import (
     GRAYSCALE_IMAGE_BOX,
     GRAYSCALE_META,
     IMAGE_BOX_OF_META,
+    META_MEMBERS,
     IMAGE_CROPPED,
     IMAGE_DECIMATED,
     IMAGE_DEMAGNIFIED,
@@ -105,6 +106,7 @@ class PrintScp:
     def install(self, dispatcher: Dispatcher) -> None:
         metas = [GRAYSCALE_META, *([COLOR_META] if self.caps.color else [])]
         dispatcher.support([*metas, PRINT_JOB, PRINTER], self.transfer_syntaxes)
+        dispatcher.meta_members.update(META_MEMBERS)
         router = SopClassRouter.for_dispatcher(dispatcher)
         routes: list[tuple[type, str, Callable[[ServiceRequest], Awaitable[Result]]]] = [
             (NCreateRQ, FILM_SESSION, self.create_film_session), (NSetRQ, FILM_SESSION, self.set_film_session),
