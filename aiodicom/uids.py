@@ -99,4 +99,3 @@ def _common_storage_classes() -> tuple[str, ...]:
                  if any(word in uid_name(uid) for word in words) and UID_dictionary[uid][3] != "Retired")
 
 
-uid_label = uid_name  # the standard's name for a UID, for messages ("JPEG Baseline (Process 1)"), else the UID

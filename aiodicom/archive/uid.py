@@ -40,3 +40,12 @@ def validate_uid(s: str, what: str = "SOP Instance UID") -> str:
 def is_valid_ae_title(s: str) -> bool:
     """True if `s` is a PS3.5 AE value: 1-16 printable ASCII characters, no backslash, not all spaces."""
     return isinstance(s, str) and _AE_RE.fullmatch(s) is not None and not s.isspace()
+
+
+def validate_ae_title(title: str) -> str:
+    """`title` without its surrounding spaces, which peers ignore; ValueError for one PS3.5 does not allow."""
+    stripped = title.strip()
+    if not is_valid_ae_title(stripped):
+        raise ValueError(f"{title!r} is not an AE title (1-16 characters, no backslash or control characters; "
+                         "PS3.5 6.2)")
+    return stripped

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ..archive.uid import is_valid_ae_title
+from ..archive.uid import validate_ae_title
 from ..log import configure
 from ..net.errors import AssociationError, ConnectionFailed
 from ..net import tlsfiles
@@ -60,11 +60,10 @@ def seconds(text: str) -> float:
 
 def ae_title(text: str) -> str:
     """An AE title as peers compare it (PS3.5 §6.2 AE: 1-16 characters, no backslash or control characters)."""
-    title = text.strip()
-    if not is_valid_ae_title(title):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an AE title (1-16 characters, no backslash or control characters; PS3.5 6.2)")
-    return title
+    try:
+        return validate_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:

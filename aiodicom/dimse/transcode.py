@@ -18,7 +18,7 @@ from ..uids import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
-    uid_label,
+    uid_name,
 )
 from .dataset import EncodedDataset
 
@@ -61,11 +61,11 @@ def why_not(source: str, target: str) -> str | None:
     if source in NATIVE and target in NATIVE:
         return None
     if target not in NATIVE and target not in LOSSLESS_TARGETS:
-        return f"aiodicom does not produce {uid_label(target)} (only native and lossless syntaxes)"
+        return f"aiodicom does not produce {uid_name(target)} (only native and lossless syntaxes)"
     if source not in NATIVE and not _decoder_available(source):
-        return f"no decoder for {uid_label(source)} is installed ({EXTRA_HINT})"
+        return f"no decoder for {uid_name(source)} is installed ({EXTRA_HINT})"
     if target in LOSSLESS_TARGETS and not _encoder_available(target):
-        return f"no encoder for {uid_label(target)} is installed"
+        return f"no encoder for {uid_name(target)} is installed"
     return None
 
 
@@ -86,9 +86,9 @@ def choose_syntax(source: str, accepted: Sequence[str], preferred: Sequence[str]
         if reason is None:
             return target
         reasons.append(reason)
-    offered = ", ".join(uid_label(ts) for ts in dict.fromkeys(accepted)) or "nothing"
+    offered = ", ".join(uid_name(ts) for ts in dict.fromkeys(accepted)) or "nothing"
     detail = "; ".join(dict.fromkeys(reasons)) or "none of them is allowed by the destination's transfer_syntaxes"
-    raise CannotConvert(f"cannot send {uid_label(source)}: the destination accepted {offered}; {detail}")
+    raise CannotConvert(f"cannot send {uid_name(source)}: the destination accepted {offered}; {detail}")
 
 
 def convert(encoded: EncodedDataset, target: str) -> EncodedDataset:
@@ -107,7 +107,7 @@ def convert(encoded: EncodedDataset, target: str) -> EncodedDataset:
     except CannotConvert:
         raise
     except Exception as exc:  # pydicom and its plugins raise many types on pixel data they cannot handle
-        raise CannotConvert(f"converting {uid_label(encoded.transfer_syntax)} to {uid_label(target)} failed: "
+        raise CannotConvert(f"converting {uid_name(encoded.transfer_syntax)} to {uid_name(target)} failed: "
                             f"{exc}") from exc
 
 

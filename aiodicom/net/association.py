@@ -214,13 +214,17 @@ class Association:
                 break
             chunk = events = None  # type: ignore[assignment]  # waiting, keep no read alive (up to 256 KiB)
 
+    @property
+    def _mid_message(self) -> bool:
+        """A message is arriving: its data set, the rest of its command set or the rest of a PDU."""
+        return self._incoming is not None or not self._assembler.idle or self.ul.receiving_pdu
+
     def _deadline(self) -> float:
         deadline = self.ul.timer_deadline() or math.inf
         if self.established.is_set() and self.error is None:
-            # a message in progress (its data set, the rest of its command set, the rest of a PDU): the peer
-            # owes its next PDU within the DIMSE timeout, or a half-sent message would hold the slot forever
-            if self.dimse_timeout and (self._incoming is not None or not self._assembler.idle
-                                       or self.ul.receiving_pdu):
+            # mid-message the peer owes its next PDU within the DIMSE timeout, or a half-sent message would hold
+            # the slot for ever
+            if self.dimse_timeout and self._mid_message:
                 deadline = min(deadline, self._last_activity + self.dimse_timeout)
             elif self.idle_timeout and self._inflight == 0 and not self._waiters:
                 deadline = min(deadline, self._last_activity + self.idle_timeout)
@@ -230,8 +234,7 @@ class Association:
         timer = self.ul.timer_deadline()
         if timer is not None and now >= timer:
             return self.ul.handle_timer(now)
-        in_progress = self._incoming is not None or not self._assembler.idle or self.ul.receiving_pdu
-        what = "DIMSE timeout: no data for the message in progress" if in_progress else "idle timeout"
+        what = "DIMSE timeout: no data for the message in progress" if self._mid_message else "idle timeout"
         self.error = AssociationTimeout(what)
         self.log.warning("aborting association", reason=what)
         return self.ul.abort()

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from ..archive.uid import is_valid_ae_title
+from ..archive.uid import validate_ae_title
 from ..dimse import status as st
 from ..dimse.dataset import EncodedDataset
 from ..dimse.messages import (
@@ -304,9 +304,10 @@ async def connect(
     Raises ValueError for an AE title PS3.5 does not allow (1-16 characters, no backslash or control characters),
     before connecting."""
     for what, title in (("calling", calling_ae), ("called", called_ae)):
-        if not is_valid_ae_title(title.strip()):
-            raise ValueError(f"{what} AE title {title!r} is not an AE title (1-16 characters, no backslash or "
-                             "control characters; PS3.5 6.2)")
+        try:
+            validate_ae_title(title)
+        except ValueError as exc:
+            raise ValueError(f"{what} AE title: {exc}") from None
     rq = AssociateRQ(
         called_ae=called_ae,
         calling_ae=calling_ae,

@@ -259,10 +259,14 @@ def error_comment(text: str) -> str:
     """An Error Comment (0000,0902) is LO: 64 characters of the default repertoire, no backslash."""
     # "PS3.5 §9.1" reads as well as "PS3.5 9.1"; other characters outside the repertoire become "?"
     clean = text.replace("§", "").encode("ascii", "replace").decode("ascii").replace("\\", "/")
-    clean = "".join(c if " " <= c <= "~" else " " for c in clean).rstrip()
-    if len(clean) <= 64:
-        return clean
-    # too long: end on a word with "...", so a cut-off reads as one ("needs one val" read as if complete)
-    head = clean[:61]
-    cut = head.rfind(" ")
-    return (head[:cut] if cut >= 40 else head).rstrip(" ,;:(") + "..."
+    return shorten("".join(c if " " <= c <= "~" else " " for c in clean).rstrip(), 64)
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters: a longer text ends on a word with "...", so a cut-off reads as one ("needs one
+    val" read as if complete; a port number cut in half as another port)."""
+    if len(text) <= limit:
+        return text
+    room = limit - 3
+    cut = text.rfind(" ", 0, room)
+    return (text[:cut] if cut >= room * 2 // 3 else text[:room]).rstrip(" ,;:(") + "..."

@@ -28,7 +28,7 @@ from ..dimse.errors import InvalidFileError
 from ..dimse.transcode import CannotConvert, accepted_syntaxes, choose_syntax, convert
 from ..net.client import Status
 from ..net.errors import AssociationError
-from ..uids import uid_label
+from ..uids import uid_name
 from .config import Destination, RetryPolicy
 from .pool import DestinationPool, DestinationUnavailable
 from .queue import DirSyncer, Entry, ReadyQueue, Spool, backoff
@@ -64,7 +64,7 @@ async def send_instance(pool: DestinationPool, encoded: EncodedDataset, *, sop_c
             if not accepted:
                 pool.retire(client)  # the next attempt negotiates afresh: the destination may have changed
                 raise NotAccepted(f"{pool.dest.name} accepted no presentation context for "
-                                  f"{uid_label(sop_class_uid)} in any transfer syntax")
+                                  f"{uid_name(sop_class_uid)} in any transfer syntax")
             try:
                 target = choose_syntax(source_ts, accepted, pool.dest.transfer_syntaxes)
             except CannotConvert:

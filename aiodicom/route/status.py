@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from ..net.dispatch import shorten
 from .queue import DEAD, INBOX, QUEUE, STATUS_FILE, Entry, Spool, name_time
 
 RATE_WINDOW: Final = 60  # seconds the rates (queued, delivered) are averaged over
@@ -213,10 +214,7 @@ def _last_error(d: dict[str, Any]) -> str:
     if not error:
         return "-"
     age = d.get("last_error_age")
-    if len(error) > 60:  # the last column: cut on a word, and say so (never in the middle of a port number)
-        cut = error.rfind(" ", 0, 57)
-        error = error[:cut if cut >= 30 else 57].rstrip(" ,;:") + "..."
-    return error + (f" ({_age(age)} ago)" if age is not None else "")
+    return shorten(error, 60) + (f" ({_age(age)} ago)" if age is not None else "")
 
 
 def _dash(value: Any) -> str:

@@ -59,10 +59,19 @@ class Peer:
 _US_MAX = 0xFFFF
 
 
-def _not_a_retrieve_class(req: ServiceRequest, operation: str) -> IdentifierError:
-    """A C-MOVE/C-GET naming another operation's SOP class (e.g. a FIND class): 0x0122 (PS3.4 C.4.2.1.5)."""
-    return IdentifierError(f"{req.message.affected_sop_class_uid} is not a {operation} SOP class",
-                           status=st.SOP_CLASS_NOT_SUPPORTED)
+def _model(req: ServiceRequest, models: Mapping[str, Model], operation: str) -> Model:
+    """The information model of a C-MOVE/C-GET; 0x0122 for another operation's class, e.g. FIND (PS3.4 C.4.2.1.5)."""
+    model = models.get(req.message.affected_sop_class_uid)
+    if model is None:
+        raise IdentifierError(f"{req.message.affected_sop_class_uid} is not a {operation} SOP class",
+                              status=st.SOP_CLASS_NOT_SUPPORTED)
+    return model
+
+
+def _refused(req: ServiceRequest, operation: str, exc: IdentifierError) -> Result:
+    """The answer to a C-MOVE/C-GET refused before any sub-operation, and the log line that says why."""
+    req.assoc.log.warning(f"{operation} refused", status=f"0x{exc.status:04X}", reason=str(exc))
+    return exc.result()
 
 
 @dataclass(slots=True)
@@ -159,10 +168,7 @@ class RetrieveService:
         # a C-GET SCU receives its instances as an SCP: accept that role for every storage class (C.4.3.1)
         dispatcher.scp_role_classes.update(STORAGE_SOP_CLASSES)
 
-    async def _select(self, req: ServiceRequest, models: Mapping[str, Model]) -> list[StoredInstance]:
-        model = models.get(req.message.affected_sop_class_uid)
-        if model is None:
-            raise _not_a_retrieve_class(req, "C-MOVE" if models is MOVE_MODELS else "C-GET")
+    async def _select(self, req: ServiceRequest, model: Model) -> list[StoredInstance]:
         identifier = req.dataset()
         if identifier is None:
             raise IdentifierError("request without identifier")
@@ -170,10 +176,10 @@ class RetrieveService:
         return [inst async for inst in self.index.instances(level, uids)]
 
     async def move(self, req: ServiceRequest) -> AsyncIterator[Result]:
-        if req.message.affected_sop_class_uid not in MOVE_MODELS:  # before the destination: the request is wrong
-            exc = _not_a_retrieve_class(req, "C-MOVE")
-            req.assoc.log.warning("C-MOVE refused", status=f"0x{exc.status:04X}", reason=str(exc))
-            yield exc.result()
+        try:
+            model = _model(req, MOVE_MODELS, "C-MOVE")  # before the destination: the request itself is wrong
+        except IdentifierError as exc:
+            yield _refused(req, "C-MOVE", exc)
             return
         destination = req.message.move_destination.strip()
         peer = self.peers.get(destination)
@@ -183,10 +189,9 @@ class RetrieveService:
             yield Result(status=st.MOVE_DESTINATION_UNKNOWN, error_comment=f"unknown destination {destination!r}")
             return
         try:
-            instances = await self._select(req, MOVE_MODELS)
+            instances = await self._select(req, model)
         except IdentifierError as exc:
-            req.assoc.log.warning("C-MOVE refused", status=f"0x{exc.status:04X}", reason=str(exc))
-            yield exc.result()
+            yield _refused(req, "C-MOVE", exc)
             return
         counts = Counts(remaining=len(instances))
         if not instances:
@@ -215,10 +220,9 @@ class RetrieveService:
 
     async def get(self, req: ServiceRequest) -> AsyncIterator[Result]:
         try:
-            instances = await self._select(req, GET_MODELS)
+            instances = await self._select(req, _model(req, GET_MODELS, "C-GET"))
         except IdentifierError as exc:
-            req.assoc.log.warning("C-GET refused", status=f"0x{exc.status:04X}", reason=str(exc))
-            yield exc.result()
+            yield _refused(req, "C-GET", exc)
             return
         counts = Counts(remaining=len(instances))
         back = Client(req.assoc)
